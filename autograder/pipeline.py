@@ -1,0 +1,190 @@
+"""The grading pipeline: release exercises and autograde submissions with the real nbgrader CLI.
+
+Used by the instructor commands in the README and by the test suite. Every
+step runs ``nbgrader`` as a subprocess with this course's configuration
+(``autograder/nbgrader_config.py``), pointed at a course directory.
+
+Command line::
+
+    python -m autograder.pipeline release         # regenerate exercises/ from solutions/
+    python -m autograder.pipeline check-release   # fail if exercises/ is stale
+"""
+
+import argparse
+import copy
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+SOLUTIONS = REPOSITORY / "solutions"
+EXERCISES = REPOSITORY / "exercises"
+CONFIG = REPOSITORY / "autograder" / "nbgrader_config.py"
+BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
+
+
+class PipelineError(RuntimeError):
+    """An nbgrader step failed; the message carries its output."""
+
+
+def assignments():
+    """The assignment names (NN_slug) that have source notebooks."""
+    return sorted(p.name for p in SOLUTIONS.iterdir() if p.is_dir() and any(p.glob("*.ipynb")))
+
+
+def nbgrader(arguments, course):
+    """Run ``nbgrader ARGUMENTS`` on the course directory ``course``; return its output."""
+    bin_directory = Path(sys.executable).parent
+    # nbgrader reads nbgrader_config.py from its working directory; this one
+    # loads the course's configuration, and the options below re-point it.
+    (Path(course) / "nbgrader_config.py").write_text(
+        f"exec(compile(open({str(CONFIG)!r}).read(), {str(CONFIG)!r}, 'exec'),\n"
+        f"     {{'get_config': get_config, '__file__': {str(CONFIG)!r}}})\n"
+    )
+    command = [
+        str(bin_directory / "nbgrader"), *arguments,
+        f"--CourseDirectory.root={course}",
+        "--CourseDirectory.source_directory=source",
+        "--CourseDirectory.release_directory=release",
+        f"--CourseDirectory.db_url=sqlite:///{Path(course) / 'gradebook.db'}",
+    ]
+    # nbgrader runs `alembic` from PATH, so the environment's bin goes first.
+    environment = dict(os.environ, PATH=f"{bin_directory}{os.pathsep}{os.environ.get('PATH', '')}")
+    completed = subprocess.run(command, cwd=course, capture_output=True, text=True, env=environment)
+    output = completed.stdout + completed.stderr
+    if completed.returncode != 0:
+        raise PipelineError(f"{' '.join(command)} exited with {completed.returncode}:\n{output}")
+    return output
+
+
+def new_course(assignment, workdir):
+    """A course directory in ``workdir`` with ``assignment``'s sources, released."""
+    course = Path(workdir)
+    course.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(SOLUTIONS / assignment, course / "source" / assignment)
+    nbgrader(["generate_assignment", assignment, "--force"], course)
+    return course
+
+
+def generate_release(assignment, workdir):
+    """Generate ``assignment`` from solutions/ in ``workdir``; return the release folder."""
+    return new_course(assignment, workdir) / "release" / assignment
+
+
+def write_exercises():
+    """Regenerate every exercises/NN_slug/ from solutions/NN_slug/."""
+    for assignment in assignments():
+        with tempfile.TemporaryDirectory() as workdir:
+            release = generate_release(assignment, workdir)
+            shutil.rmtree(EXERCISES / assignment, ignore_errors=True)
+            shutil.copytree(release, EXERCISES / assignment)
+            print(f"exercises/{assignment}: {', '.join(sorted(p.name for p in release.iterdir()))}")
+
+
+def stale_exercises():
+    """The files of exercises/ that differ from a fresh generation (empty when in sync)."""
+    stale = []
+    for assignment in assignments():
+        with tempfile.TemporaryDirectory() as workdir:
+            release = generate_release(assignment, workdir)
+            fresh = {p.relative_to(release): p.read_bytes() for p in release.rglob("*") if p.is_file()}
+            folder = EXERCISES / assignment
+            committed = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()} \
+                if folder.exists() else {}
+            for name in sorted(set(fresh) | set(committed)):
+                if fresh.get(name) != committed.get(name):
+                    stale.append(f"exercises/{assignment}/{name}")
+    return stale
+
+
+# Submissions --------------------------------------------------------------------------
+
+def solution_code(source):
+    """A solution cell's source as a student who solved it would hand it in (markers removed)."""
+    lines = source.split("\n")
+    return "\n".join(line for line in lines if line.strip() not in (BEGIN_SOLUTION, END_SOLUTION))
+
+
+def grade_id(cell):
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def filled_in(release_notebook, solution_notebook, replacements=()):
+    """The release notebook with every solution cell answered from the solution notebook.
+
+    ``replacements`` is a sequence of ``(grade_id, old, new)``: the text ``old``
+    in that cell's answer becomes ``new`` (a planted bug).
+    """
+    submission = copy.deepcopy(release_notebook)
+    answers = {grade_id(c): c.source for c in solution_notebook.cells
+               if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
+    for cell_id, old, new in replacements:
+        if cell_id not in answers or old not in answers[cell_id]:
+            raise ValueError(f"cannot plant the bug: {old!r} is not in solution cell {cell_id!r}")
+        answers[cell_id] = answers[cell_id].replace(old, new)
+    for cell in submission.cells:
+        if grade_id(cell) in answers and cell.metadata.nbgrader.get("solution"):
+            cell.source = solution_code(answers[grade_id(cell)])
+    return submission
+
+
+def autograde(assignment, submissions, workdir):
+    """Autograde ``submissions`` ({student: {notebook file name: notebook}}) with nbgrader.
+
+    Returns {student: {"score", "max_score", "cells": {grade_id: (score, max)},
+    "feedback": {notebook name: feedback HTML}}}.
+    """
+    course = new_course(assignment, workdir)
+    for student, notebooks in submissions.items():
+        folder = course / "submitted" / student / assignment
+        folder.mkdir(parents=True)
+        for name, notebook in notebooks.items():
+            nbformat.write(notebook, folder / name)
+    log = nbgrader(["autograde", assignment, "--force"], course)
+    nbgrader(["generate_feedback", assignment, "--force"], course)
+    results = read_gradebook(course, assignment, submissions)
+    for student in submissions:
+        feedback = course / "feedback" / student / assignment
+        results[student]["feedback"] = {p.stem: p.read_text() for p in sorted(feedback.glob("*.html"))}
+        results[student]["log"] = log
+    return results
+
+
+def read_gradebook(course, assignment, students):
+    from nbgrader.api import Gradebook
+
+    results = {}
+    with Gradebook(f"sqlite:///{Path(course) / 'gradebook.db'}") as gradebook:
+        for student in students:
+            submission = gradebook.find_submission(assignment, student)
+            cells = {}
+            for notebook in submission.notebooks:
+                for grade in notebook.grades:
+                    cells[grade.name] = (grade.score, grade.max_score)
+            results[student] = {"score": submission.score, "max_score": submission.max_score, "cells": cells}
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["release", "check-release"])
+    arguments = parser.parse_args(argv)
+    if arguments.command == "release":
+        write_exercises()
+        return 0
+    stale = stale_exercises()
+    if stale:
+        print("exercises/ is out of date with solutions/; run `python -m autograder.pipeline release`:")
+        print("\n".join(f"  {name}" for name in stale))
+        return 1
+    print("exercises/ matches a fresh nbgrader generate_assignment of solutions/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Shared helpers for the course's test suite."""
+
+import html
+import re
+from pathlib import Path
+
+import nbformat
+
+from autograder.pipeline import BEGIN_SOLUTION, END_SOLUTION, EXERCISES, SOLUTIONS, assignments
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def source_notebooks():
+    """(assignment, notebook file name) of every solution notebook."""
+    return [(a, p.name) for a in assignments() for p in sorted((SOLUTIONS / a).glob("*.ipynb"))]
+
+
+def read_notebook(path):
+    return nbformat.read(path, as_version=4)
+
+
+def secret_lines(notebook):
+    """Distinctive lines of reference solutions and hidden tests: none may reach students."""
+    secrets = set()
+    for cell in notebook.cells:
+        inside = False
+        for line in cell.source.split("\n"):
+            marker = line.strip()
+            if marker in (BEGIN_SOLUTION, "### BEGIN HIDDEN TESTS"):
+                inside = True
+            elif marker in (END_SOLUTION, "### END HIDDEN TESTS"):
+                inside = False
+            elif inside and len(marker) >= 25 and not marker.startswith(("#", '"""')):
+                secrets.add(marker)
+    return secrets
+
+
+def visible_text(html_text):
+    """The text a reader sees in an HTML page, whitespace collapsed."""
+    text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", html_text, flags=re.S)
+    text = html.unescape(re.sub(r"<[^>]+>", " ", text))
+    return re.sub(r"\s+", " ", text)

@@ -1,0 +1,104 @@
+"""The HTML book: built for real with warnings as errors, leak-free, and rendered in Chromium."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import REPOSITORY, SOLUTIONS, read_notebook, secret_lines, visible_text
+
+JUPYTER_BOOK = str(Path(sys.executable).with_name("jupyter-book"))
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def build(book_root, output):
+    """Run the real `jupyter-book build` with warnings as errors; return (exit code, log)."""
+    completed = subprocess.run(
+        [JUPYTER_BOOK, "build", str(book_root), "--path-output", str(output), "-W", "--keep-going"],
+        capture_output=True, text=True, timeout=900)
+    return completed.returncode, completed.stdout + completed.stderr
+
+
+def chapter_files():
+    toc = yaml.safe_load((REPOSITORY / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc["parts"]:
+        for chapter in part["chapters"]:
+            files.append(chapter["file"])
+            files.extend(section["file"] for section in chapter.get("sections", []))
+    return files
+
+
+@pytest.fixture(scope="module")
+def built_book(tmp_path_factory):
+    output = tmp_path_factory.mktemp("book")
+    code, log = build(REPOSITORY, output)
+    assert code == 0, f"jupyter-book build -W failed:\n{log[-6000:]}"
+    return output / "_build" / "html"
+
+
+@pytest.mark.xdist_group("book")
+def test_every_toc_page_is_built(built_book):
+    for name in chapter_files():
+        assert (built_book / f"{name}.html").exists(), f"{name}.html is missing"
+
+
+@pytest.mark.xdist_group("book")
+def test_book_never_shows_solutions_or_hidden_tests(built_book):
+    secrets = set()
+    for notebook in SOLUTIONS.glob("*/*.ipynb"):
+        secrets |= secret_lines(read_notebook(notebook))
+    for page in built_book.rglob("*.html"):
+        raw = page.read_text(errors="replace")
+        assert "BEGIN SOLUTION" not in raw and "BEGIN HIDDEN TESTS" not in raw, page
+        text = visible_text(raw)
+        leaked = [line for line in secrets if " ".join(line.split()) in text]
+        assert not leaked, f"{page.name} shows solution or hidden-test code: {leaked[:3]}"
+    sources = [p for p in built_book.rglob("*") if p.suffix == ".ipynb" and "solutions" in p.parts]
+    assert not sources, f"solution notebooks were copied into the book: {sources}"
+
+
+@pytest.mark.xdist_group("book")
+def test_exercise_pages_show_the_student_version_unexecuted(built_book):
+    for name in chapter_files():
+        if name.startswith("exercises/"):
+            text = visible_text((built_book / f"{name}.html").read_text())
+            assert "raise NotImplementedError()" in text, f"{name} is not the student version"
+            assert "Traceback" not in text, f"{name} was executed"
+
+
+@pytest.mark.xdist_group("book")
+def test_chapter_pages_have_figures_and_math(built_book):
+    for name in chapter_files():
+        if name.startswith("book/0"):
+            raw = (built_book / f"{name}.html").read_text()
+            assert raw.count("<img") >= 2, f"{name} has fewer than two figures"
+            assert "math notranslate" in raw, f"{name} has no math"
+            assert "Traceback" not in visible_text(raw), f"{name} shows a traceback"
+
+
+def chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.fail("headless Chromium is needed to look at the book; `.ci/setup` installs Debian's chromium")
+
+
+@pytest.mark.xdist_group("book")
+def test_chapters_render_math_and_figures_in_a_real_browser(built_book, tmp_path):
+    """Chromium loads each chapter; MathJax typesets the math and every figure decodes."""
+    for name in chapter_files():
+        if not name.startswith("book/0"):
+            continue
+        page = (built_book / f"{name}.html").as_uri()
+        completed = subprocess.run(
+            [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+             "--virtual-time-budget=15000", "--dump-dom", page],
+            capture_output=True, text=True, timeout=120)
+        dom = completed.stdout
+        assert "<mjx-container" in dom, f"MathJax did not typeset {name}:\n{completed.stderr[-2000:]}"
+        assert "math notranslate" not in dom or "<mjx-container" in dom

@@ -1,0 +1,46 @@
+"""A notebook execution error fails the book build (the configuration's promise)."""
+
+import shutil
+
+from .conftest import REPOSITORY
+from .test_book import build
+
+FAILING_PAGE = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# A page whose code fails
+
+```{code-cell} ipython3
+raise RuntimeError("planted execution error")
+```
+"""
+
+
+def test_execution_error_fails_the_build(tmp_path):
+    book = tmp_path / "book"
+    book.mkdir()
+    shutil.copy(REPOSITORY / "_config.yml", book)
+    (book / "_toc.yml").write_text("format: jb-book\nroot: failing\n")
+    (book / "failing.md").write_text(FAILING_PAGE)
+    code, log = build(book, tmp_path / "out")
+    assert code != 0, f"the build passed despite an execution error:\n{log[-3000:]}"
+    assert "planted execution error" in log
+
+
+def test_the_same_page_without_the_error_builds(tmp_path):
+    """The control: the failure above is caused by the error, not by the set-up."""
+    book = tmp_path / "book"
+    book.mkdir()
+    shutil.copy(REPOSITORY / "_config.yml", book)
+    (book / "_toc.yml").write_text("format: jb-book\nroot: passing\n")
+    (book / "passing.md").write_text(FAILING_PAGE.replace('raise RuntimeError("planted execution error")', "1 + 1"))
+    code, log = build(book, tmp_path / "out")
+    assert code == 0, log[-3000:]
