@@ -136,8 +136,8 @@ def filled_in(release_notebook, solution_notebook, replacements=()):
 def autograde(assignment, submissions, workdir):
     """Autograde ``submissions`` ({student: {notebook file name: notebook}}) with nbgrader.
 
-    Returns {student: {"score", "max_score", "cells": {grade_id: (score, max)},
-    "feedback": {notebook name: feedback HTML}}}.
+    Returns {student: {"score", "max_score", "cells": {"notebook/grade_id": (score, max)},
+    "feedback": {notebook name: feedback HTML}, "log": nbgrader's output}}.
     """
     course = new_course(assignment, workdir)
     for student, notebooks in submissions.items():
@@ -155,18 +155,29 @@ def autograde(assignment, submissions, workdir):
     return results
 
 
-def read_gradebook(course, assignment, students):
+def read_gradebook(course, assignment, submissions):
+    """Scores of the submitted notebooks, per student, from the course's gradebook.
+
+    A student's ``score`` and ``max_score`` add up the notebooks they handed
+    in; ``cells`` maps ``"<notebook>/<grade_id>"`` to ``(score, max_score)``.
+    """
     from nbgrader.api import Gradebook
 
     results = {}
     with Gradebook(f"sqlite:///{Path(course) / 'gradebook.db'}") as gradebook:
-        for student in students:
+        for student, notebooks in submissions.items():
+            handed_in = {Path(name).stem for name in notebooks}
             submission = gradebook.find_submission(assignment, student)
+            score = max_score = 0.0
             cells = {}
             for notebook in submission.notebooks:
+                if notebook.name not in handed_in:
+                    continue
+                score += notebook.score
+                max_score += notebook.max_score
                 for grade in notebook.grades:
-                    cells[grade.name] = (grade.score, grade.max_score)
-            results[student] = {"score": submission.score, "max_score": submission.max_score, "cells": cells}
+                    cells[f"{notebook.name}/{grade.name}"] = (grade.score, grade.max_score)
+            results[student] = {"score": score, "max_score": max_score, "cells": cells}
     return results
 
 
