@@ -54,7 +54,10 @@ def nbgrader(arguments, course):
         f"--CourseDirectory.db_url=sqlite:///{Path(course) / 'gradebook.db'}",
     ]
     # nbgrader runs `alembic` from PATH, so the environment's bin goes first.
-    environment = dict(os.environ, PATH=f"{bin_directory}{os.pathsep}{os.environ.get('PATH', '')}")
+    # One thread per kernel: the checks use small tensors, for which torch's
+    # thread pool costs more than it gains, badly so when kernels share cores.
+    environment = dict(os.environ, PATH=f"{bin_directory}{os.pathsep}{os.environ.get('PATH', '')}",
+                       OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     completed = subprocess.run(command, cwd=course, capture_output=True, text=True, env=environment)
     output = completed.stdout + completed.stderr
     if completed.returncode != 0:
