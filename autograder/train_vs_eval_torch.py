@@ -175,7 +175,8 @@ def student_forward(module, x, case, hint):
         y = _run("your BatchNorm's forward", lambda: module(x), case, hint)
     if watcher.batch_norm_calls:
         raise CheckFailure(
-            f"your BatchNorm's forward called torch's own batch norm ({', '.join(sorted(set(watcher.batch_norm_calls)))}).\n"
+            f"your BatchNorm's forward called torch's own batch norm "
+            f"({', '.join(sorted(set(watcher.batch_norm_calls)))}).\n"
             f"  input: {describe_case(case)}\n"
             "  likely cause: delegating to torch's own batch norm (F.batch_norm, torch.batch_norm or "
             "nn.BatchNorm*d); compute the statistics and the normalization yourself with tensor operations."
@@ -208,11 +209,16 @@ def set_affine(module, gamma, beta, name):
         if not isinstance(tensor, nn.Parameter) or tuple(tensor.shape) != values.shape:
             raise CheckFailure(
                 f"{name}.{attribute} must be an nn.Parameter of shape {values.shape}; got "
-                f"{type(tensor).__name__}{'' if not torch.is_tensor(tensor) else ' of shape ' + str(tuple(tensor.shape))}\n"
+                + _describe_tensor(tensor) + "\n"
                 "  hint: self.weight = nn.Parameter(torch.ones(num_features, device=device, dtype=dtype))"
             )
         with torch.no_grad():
             tensor.copy_(torch.as_tensor(values))
+
+
+def _node_name(tensor):
+    __tracebackhide__ = True
+    return type(tensor.grad_fn).__name__ if tensor.grad_fn is not None else None
 
 
 def _gradient(name, tensor, case):
@@ -350,7 +356,7 @@ def assert_detached(module, case):
         if value.requires_grad or value.grad_fn is not None:
             raise CheckFailure(
                 f"{statistic} is attached to the autograd graph after a training step "
-                f"(requires_grad={value.requires_grad}, grad_fn={type(value.grad_fn).__name__ if value.grad_fn else None}).\n"
+                f"(requires_grad={value.requires_grad}, grad_fn={_node_name(value)}).\n"
                 f"  input: {describe_case(case)}\n  likely cause: {DETACH_CAUSE}"
             )
 
@@ -591,8 +597,9 @@ def _statistics_mistakes(before, x, scenario, count):
         },
     }
     if m != n and n > 1:
-        mistakes["running_var"]["the unbiased correction used N (the batch size) instead of m = N*H*W, the number "
-                                "of values per channel: var * m / (m - 1)"] = lambda: blend(previous_var, biased * n / (n - 1))
+        batch_size_cause = ("the unbiased correction used N (the batch size) instead of m = N*H*W, the number "
+                            "of values per channel: var * m / (m - 1)")
+        mistakes["running_var"][batch_size_cause] = lambda: blend(previous_var, biased * n / (n - 1))
     if scenario.momentum is None:
         ignored = ("momentum=None was ignored (treated as 0.1); momentum=None means a cumulative average: "
                    "the new batch gets weight 1 / num_batches_tracked")
@@ -664,7 +671,8 @@ def _compare_registration(student, reference, name):
             raise CheckFailure(
                 f"{name}.{attribute} must be None, as in torch's BatchNorm (affine={reference.affine}, "
                 f"track_running_stats={reference.track_running_stats})\n"
-                f"  hint: self.register_{'parameter' if attribute in ('weight', 'bias') else 'buffer'}('{attribute}', None)"
+                f"  hint: self.register_{'parameter' if attribute in ('weight', 'bias') else 'buffer'}"
+                f"('{attribute}', None)"
             )
 
 
@@ -764,8 +772,9 @@ def _check_conversions(BatchNorm, device, case):
             value = getattr(student, buffer)
             if value.dtype != getattr(reference, buffer).dtype:
                 raise CheckFailure(
-                    f"{name}.{buffer} has dtype {value.dtype} after {label}, expected {getattr(reference, buffer).dtype}\n"
-                    f"  likely cause: {registration_problem(student, buffer) or 'the attribute is not the registered buffer'}"
+                    f"{name}.{buffer} has dtype {value.dtype} after {label}, "
+                    f"expected {getattr(reference, buffer).dtype}\n  likely cause: "
+                    + (registration_problem(student, buffer) or "the attribute is not the registered buffer")
                 )
 
 
@@ -820,7 +829,8 @@ def _check_one_value_per_channel(BatchNorm, shape, device, seed):
         raise CheckFailure(
             f"{name} in training mode raised {type(error).__name__} for an input with one value per channel; "
             f"torch raises ValueError\n  input: {describe_case(case)}\n"
-            "  hint: raise ValueError(f'Expected more than 1 value per channel when training, got input size {x.shape}')"
+            "  hint: raise ValueError(f'Expected more than 1 value per channel when training, "
+            "got input size {x.shape}')"
         ) from error
     raise CheckFailure(
         f"{name} in training mode accepted an input with one value per channel (shape {shape}); torch raises "

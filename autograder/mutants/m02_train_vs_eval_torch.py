@@ -42,7 +42,8 @@ MUTANTS = [
           (MODULE, REGISTER_MEAN, "self.running_mean = torch.zeros(num_features, **factory)"),
           (MODULE, REGISTER_VAR, "self.running_var = torch.ones(num_features, **factory)")),
     plant("statistics_attached_to_graph", "attached to the autograd graph",
-          (MODULE, "with torch.no_grad():\n            self.num_batches_tracked", "if True:\n            self.num_batches_tracked")),
+          (MODULE, "with torch.no_grad():\n            self.num_batches_tracked",
+           "if True:\n            self.num_batches_tracked")),
     plant("delegates_to_F_batch_norm", "delegating to torch's own batch norm",
           (MODULE, FORWARD_START,
            "return torch.nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, "
