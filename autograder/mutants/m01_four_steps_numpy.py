@@ -53,3 +53,14 @@ MUTANTS = [
     plant("quiz_wrong_answer", "is not the right answer",
           ("quiz_answers", 'answer_q2 = "c"', 'answer_q2 = "d"')),
 ]
+
+# Cheats: replacing the checks from a solution cell passes the visible tests,
+# but the hidden tests re-import the real checks.
+MUTANTS += [
+    plant("cheat_replaces_a_check", "not implemented yet",
+          ("batch_mean", "    return x.mean(axis=reduce_axes)\n    ### END SOLUTION",
+           "    raise NotImplementedError()\n    ### END SOLUTION\n\n\n"
+           "checks.check_batch_mean = lambda *args, **kwargs: None")),
+    plant("cheat_replaces_the_quiz_check", "the answer must be one of",
+          ("quiz_answers", 'answer_q1 = "b"', 'answer_q1 = "?"\ncheck_choice = lambda *args, **kwargs: None')),
+]

@@ -49,3 +49,14 @@ MUTANTS = [
     plant("quiz_wrong_answer", "is not the right answer",
           ("quiz_answers", 'answer_q3 = "d"', 'answer_q3 = "a"')),
 ]
+
+# A cheat: replacing every check passes the visible tests, but the hidden
+# tests re-import the real checks.
+MUTANTS += [
+    plant("cheat_replaces_the_checks", "NotImplementedError",
+          ("batch_norm", "    return BatchNormFunction.apply(x, gamma, beta, eps)\n    ### END SOLUTION",
+           "    raise NotImplementedError()\n    ### END SOLUTION\n\n\n"
+           "for _name in dir(checks):\n"
+           "    if _name.startswith(\"check_\"):\n"
+           "        setattr(checks, _name, lambda *args, **kwargs: None)")),
+]

@@ -55,3 +55,12 @@ MUTANTS = [
     plant("quiz_wrong_answer", "is not the right answer",
           ("quiz_answers", 'answer_q1 = "c"', 'answer_q1 = "a"')),
 ]
+
+# A cheat: replacing the checks passes the visible tests, but the hidden tests
+# re-import the real checks.
+MUTANTS += [
+    plant("cheat_replaces_the_checks", "NotImplementedError",
+          ("backward", "    return dx.astype(dy.dtype)\n    ### END SOLUTION",
+           "    raise NotImplementedError()\n    ### END SOLUTION\n\n\n"
+           "checks.check_backward = lambda *args, **kwargs: None")),
+]
