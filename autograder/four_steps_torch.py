@@ -18,6 +18,7 @@ from torch.autograd.gradcheck import GradcheckError
 
 from . import cases, reference
 from .compare import CheckFailure, assert_close, describe_case, to_numpy
+from .student import run
 
 DTYPES = (torch.float64, torch.float32)
 EPS = 1e-5
@@ -93,32 +94,9 @@ def _call(name, function, *args, case, **kwargs):
 
 
 def _run(name, action, case):
-    """Run ``action()`` (which runs student code); turn its exceptions into explanations."""
+    """Run student code; PyTorch's own error messages get a likely cause."""
     __tracebackhide__ = True
-    try:
-        return action()
-    except NotImplementedError as error:
-        raise CheckFailure(
-            f"{name} raised NotImplementedError in {_raised_in(error)}: it is not implemented yet.\n"
-            "  Replace `raise NotImplementedError()` with your code, run that cell, then this one."
-        ) from error
-    except CheckFailure:
-        raise
-    except Exception as error:
-        raise CheckFailure(
-            f"{name} raised {type(error).__name__}: {error}\n"
-            f"  input: {describe_case(case)}\n  {_error_hint(str(error))}"
-        ) from error
-
-
-def _raised_in(error):
-    """The name of the innermost function the exception passed through, e.g. ``backward``."""
-    __tracebackhide__ = True
-    frame, name = error.__traceback__, "your code"
-    while frame is not None:
-        name = frame.tb_frame.f_code.co_name
-        frame = frame.tb_next
-    return name
+    return run(name, action, case, lambda error: _error_hint(str(error)))
 
 
 def _error_hint(message):

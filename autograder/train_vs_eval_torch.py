@@ -21,6 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from . import cases
 from .compare import CheckFailure, assert_close, describe_case
+from .student import run
 
 STATISTICS = ("running_mean", "running_var")
 BUFFERS = STATISTICS + ("num_batches_tracked",)
@@ -116,22 +117,9 @@ class BatchNormWatcher(TorchDispatchMode):
 
 
 def _run(name, action, case, hint):
-    """Run ``action()`` (which runs student code); turn its exceptions into explanations."""
+    """Run student code; explain its exceptions with ``hint``."""
     __tracebackhide__ = True
-    try:
-        return action()
-    except NotImplementedError as error:
-        raise CheckFailure(
-            f"{name} raised NotImplementedError: it is not implemented yet.\n"
-            "  Replace `raise NotImplementedError()` with your code, run that cell, then this one."
-        ) from error
-    except CheckFailure:
-        raise
-    except Exception as error:
-        raise CheckFailure(
-            f"{name} raised {type(error).__name__}: {error}\n"
-            f"  input: {describe_case(case)}\n  hint: {hint}"
-        ) from error
+    return run(name, action, case, f"hint: {hint}")
 
 
 def _constructor_call(channels, arguments, dtype):
@@ -855,7 +843,7 @@ def _check_outputs_after_loading(BatchNorm, scenario, device, seed):
     x, _ = _batch(scenario.eval_shapes[0], scenario, seed + 900, device)
     student.eval()
     trained.eval()
-    assert_close(f"your BatchNorm's output (eval mode, state loaded from torch's)",
+    assert_close("your BatchNorm's output (eval mode, state loaded from torch's)",
                  student_forward(student, x, case, _eval_hint(scenario)), trained(x), dtype=np.float64, case=case)
     student.train()
     student_forward(student, x, case, _training_hint(scenario))  # the student's own statistics now

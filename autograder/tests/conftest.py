@@ -6,7 +6,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.pipeline import BEGIN_SOLUTION, END_SOLUTION, EXERCISES, SOLUTIONS, assignments
+from autograder.pipeline import BEGIN_SOLUTION, END_SOLUTION, SOLUTIONS, assignments
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -21,8 +21,12 @@ def read_notebook(path):
 
 
 def secret_lines(notebook):
-    """Distinctive lines of reference solutions and hidden tests: none may reach students."""
-    secrets = set()
+    """Distinctive lines of reference solutions and hidden tests: none may reach students.
+
+    A line that the notebook also shows students (the setup cell's imports, an
+    error message quoted in the instructions) is not a secret.
+    """
+    secret, public = set(), set()
     for cell in notebook.cells:
         inside = False
         for line in cell.source.split("\n"):
@@ -31,9 +35,13 @@ def secret_lines(notebook):
                 inside = True
             elif marker in (END_SOLUTION, "### END HIDDEN TESTS"):
                 inside = False
-            elif inside and len(marker) >= 25 and not marker.startswith(("#", '"""')):
-                secrets.add(marker)
-    return secrets
+            elif inside:
+                if len(marker) >= 25 and not marker.startswith(("#", '"""')):
+                    secret.add(marker)
+            else:
+                public.add(marker)
+    public_text = "\n".join(public)
+    return {line for line in secret if line not in public_text}
 
 
 def visible_text(html_text):

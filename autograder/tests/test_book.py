@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import REPOSITORY, SOLUTIONS, read_notebook, secret_lines, visible_text
+from autograder.pipeline import SOLUTIONS
+
+from .conftest import REPOSITORY, read_notebook, secret_lines, visible_text
 
 JUPYTER_BOOK = str(Path(sys.executable).with_name("jupyter-book"))
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -13,7 +13,9 @@ import pytest
 from autograder import pipeline
 from autograder.mutants import corpus
 
-from .conftest import EXERCISES, SOLUTIONS, read_notebook, source_notebooks, visible_text
+from autograder.pipeline import EXERCISES, SOLUTIONS
+
+from .conftest import read_notebook, source_notebooks, visible_text
 
 # The minimum corpus size per notebook.
 MINIMUM_CORPUS = {"01_four_steps_numpy": 12, "01_four_steps_torch": 6,

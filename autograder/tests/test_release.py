@@ -8,7 +8,9 @@ from nbclient import NotebookClient
 
 from autograder import pipeline
 
-from .conftest import EXERCISES, SOLUTIONS, read_notebook, secret_lines, source_notebooks
+from autograder.pipeline import EXERCISES, SOLUTIONS
+
+from .conftest import read_notebook, secret_lines, source_notebooks
 
 NOTEBOOKS = source_notebooks()
 IDS = [n[:-6] for _, n in NOTEBOOKS]
