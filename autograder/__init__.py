@@ -8,3 +8,7 @@ and, where the pattern matches a classic mistake, the likely cause.
 """
 
 __version__ = "0.1.0"
+
+from .display import show_failures_briefly as _show_failures_briefly
+
+_show_failures_briefly()

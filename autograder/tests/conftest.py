@@ -26,7 +26,7 @@ def secret_lines(notebook):
     A line that the notebook also shows students (the setup cell's imports, an
     error message quoted in the instructions) is not a secret.
     """
-    secret, public = set(), set()
+    secret, public = set(), []
     for cell in notebook.cells:
         inside = False
         for line in cell.source.split("\n"):
@@ -39,13 +39,17 @@ def secret_lines(notebook):
                 if len(marker) >= 25 and not marker.startswith(("#", '"""')):
                     secret.add(marker)
             else:
-                public.add(marker)
-    public_text = "\n".join(public)
-    return {line for line in secret if line not in public_text}
+                public.append(marker)
+    public_text = normalized("\n".join(public))
+    return {line for line in secret if normalized(line) not in public_text}
+
+
+def normalized(text):
+    """Text as a reader meets it: whitespace collapsed, Markdown code quotes dropped."""
+    return " ".join(text.replace("`", "").split())
 
 
 def visible_text(html_text):
     """The text a reader sees in an HTML page, whitespace collapsed."""
     text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", html_text, flags=re.S)
-    text = html.unescape(re.sub(r"<[^>]+>", " ", text))
-    return re.sub(r"\s+", " ", text)
+    return normalized(html.unescape(re.sub(r"<[^>]+>", " ", text)))

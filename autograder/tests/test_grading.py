@@ -15,7 +15,7 @@ from autograder.mutants import corpus
 
 from autograder.pipeline import EXERCISES, SOLUTIONS
 
-from .conftest import read_notebook, source_notebooks, visible_text
+from .conftest import normalized, read_notebook, source_notebooks, visible_text
 
 # The minimum corpus size per notebook.
 MINIMUM_CORPUS = {"01_four_steps_numpy": 12, "01_four_steps_torch": 6,
@@ -75,5 +75,5 @@ def test_planted_bug_loses_points_with_its_diagnosis(assignment, notebook_name, 
     result = results[f"bug_{mutant_name}"]
     assert result["score"] < results["correct"]["score"], f"the bug {mutant_name} kept full marks"
     feedback = " ".join(visible_text(page) for page in result["feedback"].values())
-    assert " ".join(mutant.diagnosis.split()) in feedback, (
+    assert normalized(mutant.diagnosis) in feedback, (
         f"the feedback for {mutant_name} does not name the mistake ({mutant.diagnosis!r})")

@@ -10,7 +10,7 @@ from autograder import pipeline
 
 from autograder.pipeline import EXERCISES, SOLUTIONS
 
-from .conftest import read_notebook, secret_lines, source_notebooks
+from .conftest import normalized, read_notebook, secret_lines, source_notebooks
 
 NOTEBOOKS = source_notebooks()
 IDS = [n[:-6] for _, n in NOTEBOOKS]
@@ -32,8 +32,9 @@ def test_release_holds_no_solution_or_hidden_test(assignment, notebook_name):
     release_text = (EXERCISES / assignment / notebook_name).read_text()
     for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
         assert marker not in release_text
+    shown = normalized("\n".join(cell.source for cell in read_notebook(EXERCISES / assignment / notebook_name).cells))
     leaked = [line for line in secret_lines(read_notebook(SOLUTIONS / assignment / notebook_name))
-              if line in release_text]
+              if normalized(line) in shown]
     assert not leaked, f"solution or hidden-test lines in the release: {leaked[:5]}"
 
 
