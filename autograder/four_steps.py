@@ -223,8 +223,12 @@ def _backward_results(bn_forward, bn_backward, x, gamma, beta, dy, case):
     return dx, dgamma, dbeta
 
 
-def _backward_mistakes(x, gamma, dy, eps=EPS):
-    """What the classic backward-pass mistakes would compute, in float64."""
+def backward_mistakes(x, gamma, dy, eps=EPS, axis_word="axis"):
+    """What the classic backward-pass mistakes would compute, in float64.
+
+    Shared by the NumPy and the PyTorch checks; ``axis_word`` is "axis" for
+    NumPy and "dim" for PyTorch, so that the advice speaks the student's API.
+    """
     __tracebackhide__ = True
     x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
     axes = _axes(x)
@@ -245,10 +249,11 @@ def _backward_mistakes(x, gamma, dy, eps=EPS):
             "dx lacks the variance term -x_hat * sum(dx_hat * x_hat): the gradient through sigma^2 is missing":
                 lambda: inv_std / m * (m * dx_hat - total(dx_hat)),
             "dx treats the batch statistics as constants (dx = gamma * dy / sqrt(var + eps)); "
-            "mu and sigma^2 depend on every x, which adds two terms": lambda: dx_hat * inv_std,
+            "the mean and the variance depend on every x, which adds two terms": lambda: dx_hat * inv_std,
             "gamma is missing from dx: dx_hat = dy * gamma":
                 lambda: inv_std / m * (m * dy64 - total(dy64) - x_hat * total(dy64 * x_hat)),
-            "the sums in dx run over axis 0 only; for images sum over N, H and W (axis=(0, 2, 3)) and use m = N*H*W":
+            f"the sums in dx run over {axis_word} 0 only; for images sum over N, H and W "
+            f"({axis_word}=(0, 2, 3)) and use m = N*H*W":
                 lambda: _dx_summed_over_axis0(x64, g, dy64, eps),
         },
         "dgamma": {
@@ -285,7 +290,7 @@ def check_bn_backward(bn_forward, bn_backward, part="dx", seed=0, hidden=False):
         dy = cases.upstream_gradient(x.shape, x.dtype, case["seed"])
         dx, dgamma, dbeta = _backward_results(bn_forward, bn_backward, x, gamma, beta, dy, case)
         expected_dx, expected_dgamma, expected_dbeta = reference.batch_norm_gradients(x, gamma, beta, dy)
-        mistakes = _backward_mistakes(x, gamma, dy)
+        mistakes = backward_mistakes(x, gamma, dy)
         if part == "dx":
             _expect_array("dx returned by bn_backward", dx, x, case)
             assert_close("dx returned by bn_backward", dx, expected_dx, dtype=x.dtype, case=case,

@@ -18,6 +18,7 @@ from torch.autograd.gradcheck import GradcheckError
 
 from . import cases, reference
 from .compare import CheckFailure, assert_close, describe_case, to_numpy
+from .four_steps import backward_mistakes
 from .student import run
 
 DTYPES = (torch.float64, torch.float32)
@@ -127,11 +128,18 @@ def _expect_output(name, y, x, case):
             "  hint: unlike the NumPy bn_forward there is no cache to return; forward keeps what backward "
             "needs with ctx.save_for_backward(...)"
         )
-    if y.dtype != x.dtype:
-        raise CheckFailure(f"{name}: expected dtype {x.dtype}, got {y.dtype}\n"
+    _expect_placement(name, y, x, case)
+
+
+def _expect_placement(name, tensor, like, case):
+    """``tensor`` has the dtype and the device of ``like``."""
+    __tracebackhide__ = True
+    if tensor.dtype != like.dtype:
+        raise CheckFailure(f"{name}: expected dtype {like.dtype}, got {tensor.dtype}\n"
                            f"  input: {describe_case(case)}\n  likely cause: {DTYPE_CAUSE}")
-    if y.device != x.device:
-        raise CheckFailure(f"{name}: expected a tensor on {x.device} (the input's device), got one on {y.device}\n"
+    if tensor.device != like.device:
+        raise CheckFailure(f"{name}: expected a tensor on {like.device} (the input's device), "
+                           f"got one on {tensor.device}\n"
                            f"  input: {describe_case(case)}\n  likely cause: {DEVICE_CAUSE}")
 
 
@@ -207,53 +215,6 @@ def _forward_mistakes(x, gamma, beta, eps):
         "you computed per-sample statistics (over the features of each example, as layer norm does) "
         "instead of per-channel statistics over the batch": lambda: bn(dims=tuple(range(1, x.ndim))),
     }
-
-
-def _backward_mistakes(x, gamma, dy, eps):
-    """What the classic backward-pass mistakes would compute for dx, dgamma and dbeta."""
-    __tracebackhide__ = True
-    x64, dy64, g = x.astype(np.float64), dy.astype(np.float64), _channel(gamma, x)
-    dims = cases.channel_axes(x.ndim)
-    m = cases.batch_size(x.shape)
-    inv_std = 1.0 / np.sqrt(x64.var(axis=dims, keepdims=True) + eps)
-    x_hat = (x64 - x64.mean(axis=dims, keepdims=True)) * inv_std
-    dx_hat = dy64 * g
-
-    def total(a):
-        return a.sum(axis=dims, keepdims=True)
-
-    return {
-        "dx": {
-            "dx treats the batch statistics as constants (dx = dy * gamma * inv_std); the mean and the "
-            "variance depend on every x, which adds two terms": lambda: dx_hat * inv_std,
-            "dx lacks the mean term -sum(dx_hat): the gradient through the mean is missing":
-                lambda: inv_std / m * (m * dx_hat - x_hat * total(dx_hat * x_hat)),
-            "dx lacks the variance term -x_hat * sum(dx_hat * x_hat): the gradient through the variance "
-            "is missing": lambda: inv_std / m * (m * dx_hat - total(dx_hat)),
-            "gamma is missing from dx: dx_hat = dy * gamma":
-                lambda: inv_std / m * (m * dy64 - total(dy64) - x_hat * total(dy64 * x_hat)),
-            "the sums in dx run over dim 0 only; for images sum over N, H and W (dim=(0, 2, 3)) "
-            "and use m = N*H*W": lambda: _dx_over_dim0(x64, g, dy64, eps),
-        },
-        "dgamma": {
-            "dgamma is sum(dy); it must be sum(dy * x_hat) (dgamma without x_hat)": lambda: total(dy64).ravel(),
-            "dgamma uses x instead of x_hat: dgamma = sum(dy * x_hat)": lambda: total(dy64 * x64).ravel(),
-            "dgamma is a mean over the batch; it must be a sum": lambda: total(dy64 * x_hat).ravel() / m,
-        },
-        "dbeta": {
-            "dbeta is averaged over the batch; it must be the sum of dy": lambda: total(dy64).ravel() / m,
-            "dgamma and dbeta are swapped": lambda: total(dy64 * x_hat).ravel(),
-        },
-    }
-
-
-def _dx_over_dim0(x, g, dy, eps):
-    __tracebackhide__ = True
-    m = x.shape[0]
-    inv_std = 1.0 / np.sqrt(x.var(axis=0, keepdims=True) + eps)
-    x_hat = (x - x.mean(axis=0, keepdims=True)) * inv_std
-    dx_hat = dy * g
-    return inv_std / m * (m * dx_hat - dx_hat.sum(0, keepdims=True) - x_hat * (dx_hat * x_hat).sum(0, keepdims=True))
 
 
 # Checks ---------------------------------------------------------------------------------
@@ -346,12 +307,7 @@ def _expect_gradient(name, grad, like, case):
             "  likely cause: gradients of gamma and beta are missing: backward returned None for them; "
             "return (dx, dgamma, dbeta, None), with None only for eps"
         )
-    if grad.dtype != like.dtype:
-        raise CheckFailure(f"{name}: expected dtype {like.dtype}, got {grad.dtype}\n"
-                           f"  input: {describe_case(case)}\n  likely cause: {DTYPE_CAUSE}")
-    if grad.device != like.device:
-        raise CheckFailure(f"{name}: expected a tensor on {like.device}, got one on {grad.device}\n"
-                           f"  input: {describe_case(case)}\n  likely cause: {DEVICE_CAUSE}")
+    _expect_placement(name, grad, like, case)
 
 
 def check_backward(batch_norm, device, part="dx", seed=0, hidden=False):
@@ -365,7 +321,7 @@ def check_backward(batch_norm, device, part="dx", seed=0, hidden=False):
         case = dict(case, eps=eps)
         grads, inputs = _gradients(batch_norm, x, gamma, beta, dy, eps, device, case)
         expected = reference.batch_norm_gradients(x, gamma, beta, dy, eps)
-        mistakes = _backward_mistakes(x, gamma, dy, eps)
+        mistakes = backward_mistakes(x, gamma, dy, eps, axis_word="dim")
         for name, input_name, grad, tensor, want in zip(GRADIENT_NAMES, INPUT_NAMES, grads, inputs, expected):
             if (name == "dx") != (part == "dx"):
                 continue
