@@ -6,7 +6,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.pipeline import BEGIN_SOLUTION, END_SOLUTION, SOLUTIONS, assignments
+from autograder.grading.pipeline import BEGIN_SOLUTION, END_SOLUTION, SOLUTIONS, assignments
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 

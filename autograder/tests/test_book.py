@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from autograder.pipeline import EXERCISES, SOLUTIONS
+from autograder.grading.pipeline import EXERCISES, SOLUTIONS
 
 from .conftest import REPOSITORY, normalized, read_notebook, secret_lines, visible_text
 

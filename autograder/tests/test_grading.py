@@ -10,10 +10,10 @@ import tempfile
 
 import pytest
 
-from autograder import pipeline
-from autograder.mutants import corpus
+from autograder.grading import pipeline
+from autograder.grading.mutants import corpus
 
-from autograder.pipeline import EXERCISES, SOLUTIONS
+from autograder.grading.pipeline import EXERCISES, SOLUTIONS
 
 from .conftest import normalized, read_notebook, source_notebooks, visible_text
 

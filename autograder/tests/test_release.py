@@ -6,9 +6,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from autograder import pipeline
+from autograder.grading import pipeline
 
-from autograder.pipeline import EXERCISES, SOLUTIONS
+from autograder.grading.pipeline import EXERCISES, SOLUTIONS
 
 from .conftest import normalized, read_notebook, secret_lines, source_notebooks
 
@@ -18,7 +18,7 @@ IDS = [n[:-6] for _, n in NOTEBOOKS]
 
 def test_exercises_match_a_fresh_generation():
     stale = pipeline.stale_exercises()
-    assert not stale, f"regenerate with `python -m autograder.pipeline release`; stale: {stale}"
+    assert not stale, f"regenerate with `python -m autograder.grading.pipeline release`; stale: {stale}"
 
 
 def test_no_extra_exercises():

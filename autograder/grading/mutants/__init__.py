@@ -1,6 +1,6 @@
 """The planted-bug corpus: classic mistakes, each planted into a solution notebook.
 
-A module per notebook (``autograder/mutants/<notebook stem>.py``) defines
+A module per notebook (``autograder/grading/mutants/<notebook stem>.py``) defines
 ``MUTANTS``, a list of :class:`Mutant`. The test suite plants each one into
 a correct submission, autogrades it with the real nbgrader, and requires that
 it loses points and that the feedback names the mistake.

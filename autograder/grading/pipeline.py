@@ -6,8 +6,8 @@ step runs ``nbgrader`` as a subprocess with this course's configuration
 
 Command line::
 
-    python -m autograder.pipeline release         # regenerate exercises/ from solutions/
-    python -m autograder.pipeline check-release   # fail if exercises/ is stale
+    python -m autograder.grading.pipeline release         # regenerate exercises/ from solutions/
+    python -m autograder.grading.pipeline check-release   # fail if exercises/ is stale
 """
 
 import argparse
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import nbformat
 
-REPOSITORY = Path(__file__).resolve().parent.parent
+REPOSITORY = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPOSITORY / "solutions"
 EXERCISES = REPOSITORY / "exercises"
 CONFIG = REPOSITORY / "autograder" / "nbgrader_config.py"
@@ -193,7 +193,7 @@ def main(argv=None):
         return 0
     stale = stale_exercises()
     if stale:
-        print("exercises/ is out of date with solutions/; run `python -m autograder.pipeline release`:")
+        print("exercises/ is out of date with solutions/; run `python -m autograder.grading.pipeline release`:")
         print("\n".join(f"  {name}" for name in stale))
         return 1
     print("exercises/ matches a fresh nbgrader generate_assignment of solutions/")

@@ -1,6 +1,6 @@
 """A fast, in-process preview of what the autograder will say (a development aid).
 
-    python -m autograder.quickcheck solutions/01_four_steps/01_four_steps_numpy.ipynb
+    python -m autograder.grading.quickcheck solutions/01_four_steps/01_four_steps_numpy.ipynb
 
 runs the solution notebook and each planted bug of its corpus in a fresh
 IPython shell (no nbgrader, no new kernel) and prints which test cells fail
