@@ -1,11 +1,16 @@
 """nbgrader configuration for the course.
 
 The course directory is the repository root: ``solutions/`` holds the source
-notebooks and ``exercises/`` the release that students receive. Run nbgrader
-from the repository root with ``--config=autograder/nbgrader_config.py``
-(the README lists the commands). The grading pipeline in
-``autograder.pipeline`` points the same configuration at a temporary course
-directory with ``--CourseDirectory.*`` options.
+notebooks, ``exercises/`` the release that students receive and
+``gradebook.db`` the gradebook. nbgrader reads ``nbgrader_config.py`` from its
+working directory, so run nbgrader from ``autograder/`` (the README lists the
+commands), or from anywhere with ``--JupyterApp.config_file=PATH/TO/autograder/nbgrader_config.py``.
+nbgrader 0.9.6 ignores ``--config``: it warns "Unrecognized alias: 'config'" and
+goes on with its defaults (``source/``, ``release/``, a gradebook in the working
+directory). The paths below come from this file's location, not from the working
+directory. ``autograder.grading.pipeline`` loads this same file in a temporary
+course directory and re-points it there with ``--CourseDirectory.*`` options;
+``autograder/tests/test_config.py`` proves that nbgrader loads it.
 """
 
 import os
@@ -20,8 +25,9 @@ c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "exercises"
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(repository_root, "gradebook.db")
 
-# A notebook gets three minutes (a correct one runs in well under one); a
-# student's infinite loop then costs that notebook its points, not the run.
+# Each cell may run for three minutes (a whole correct notebook takes well
+# under one); nbgrader then interrupts it and records a CellTimeoutError, so a
+# student's infinite loop costs points, not the run.
 c.ExecutePreprocessor.timeout = 180
 c.Execute.timeout = 180
 
@@ -31,3 +37,21 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
 # Students may not hand in a notebook whose test cells were edited.
 c.Autograde.create_student = True
+
+# Returned feedback shows verdicts and messages, never the hidden tests: their
+# code is removed from the test cells and from the tracebacks (nbgrader's own
+# feedback would show both). GetGrades and the CSS header are nbgrader's defaults.
+try:
+    from autograder.grading.feedback import HideHiddenTests
+except ImportError:  # no editable install (pip install -e .), or the student wheel: this clone's copy
+    import importlib.util
+
+    _spec = importlib.util.spec_from_file_location(
+        "autograder_grading_feedback", os.path.join(repository_root, "autograder", "grading", "feedback.py"))
+    _feedback = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_feedback)
+    HideHiddenTests = _feedback.HideHiddenTests
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import GetGrades  # noqa: E402
+
+c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
