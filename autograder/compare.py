@@ -9,6 +9,8 @@ is judged against the scale of its array rather than against itself.
 
 import numpy as np
 
+from .mistakes import sentence
+
 # Float64 results must agree element by element to 1e-9 (a correct
 # implementation reaches about 2e-12). Float32 results are compared with a
 # float64 reference, normwise (relative to the array's largest magnitude):
@@ -57,27 +59,27 @@ def describe_case(case):
     return ", ".join(f"{k}={v}" for k, v in case.items())
 
 
-def first_matching_diagnosis(got, diagnoses, expected=None):
-    """The cause whose wrong answer best reproduces ``got``, or None.
+def first_matching_mistake(got, mistakes, expected=None):
+    """The key of the mistake whose wrong answer best reproduces ``got``, or None.
 
-    ``diagnoses`` maps a sentence naming a classic mistake to a callable that
-    computes what that mistake would return. A cause is named only when its
-    answer is close to ``got`` and a hundred times closer than the correct
-    ``expected`` is (a mistake that changes nothing for this input explains
-    nothing).
+    ``mistakes`` maps a key of the catalogue (:mod:`autograder.mistakes`) to a
+    callable that computes what that mistake would return. A mistake is named
+    only when its answer is close to ``got`` and a hundred times closer than
+    the correct ``expected`` is (a mistake that changes nothing for this input
+    explains nothing).
     """
     got = to_numpy(got)
     distance_to_expected = np.inf if expected is None else _distance(got, expected)
-    best_cause, best_distance = None, np.inf
-    for cause, wrong_answer in diagnoses.items():
+    best_key, best_distance = None, np.inf
+    for key, wrong_answer in mistakes.items():
         try:
             candidate = to_numpy(wrong_answer())
         except Exception:  # a candidate that cannot be formed explains nothing
             continue
         distance = _distance(got, candidate)
         if distance < min(DIAGNOSIS_TOLERANCE, 0.01 * distance_to_expected, best_distance):
-            best_cause, best_distance = cause, distance
-    return best_cause
+            best_key, best_distance = key, distance
+    return best_key
 
 
 def _distance(got, other):
@@ -87,12 +89,13 @@ def _distance(got, other):
     return max_relative_error(got, other)
 
 
-def assert_close(name, got, expected, *, dtype, case, diagnoses=None, hint=None):
+def assert_close(name, got, expected, *, dtype, case, mistakes=None, api="numpy", hint=None):
     """Fail with a student-facing message unless ``got`` matches ``expected``.
 
     ``name`` names the quantity (for example ``"dx returned by bn_backward"``),
-    ``case`` describes the input, ``diagnoses`` maps likely causes to what they
-    would compute, and ``hint`` is a fallback suggestion.
+    ``case`` describes the input, ``mistakes`` maps catalogue keys to what those
+    mistakes would compute (the cause is worded for ``api``, "numpy" or
+    "torch"), and ``hint`` is a fallback suggestion.
     """
     got_array = to_numpy(got)
     expected_array = to_numpy(expected)
@@ -101,14 +104,14 @@ def assert_close(name, got, expected, *, dtype, case, diagnoses=None, hint=None)
         raise CheckFailure(
             f"{name}: expected shape {expected_array.shape}, got shape {got_array.shape}\n"
             f"  input: {where}\n"
-            + _cause_line(first_matching_diagnosis(got_array, diagnoses or {}, None), hint)
+            + _cause_line(first_matching_mistake(got_array, mistakes or {}, None), hint, api)
         )
     errors = relative_errors(got_array, expected_array, dtype)
     tolerance = TOLERANCE[np.dtype(dtype)]
     if errors.size == 0 or errors.max() <= tolerance:
         return
     worst = np.unravel_index(int(np.argmax(errors)), errors.shape)
-    cause = first_matching_diagnosis(got_array, diagnoses or {}, expected_array)
+    cause = first_matching_mistake(got_array, mistakes or {}, expected_array)
     __tracebackhide__ = True  # IPython shows the student's cell, not this frame
     raise CheckFailure(
         f"{name} is wrong.\n"
@@ -117,7 +120,7 @@ def assert_close(name, got, expected, *, dtype, case, diagnoses=None, hint=None)
         f"got {_number(got_array[worst])}, expected {_number(expected_array[worst])}\n"
         f"  relative error {errors[worst]:.3g} (tolerance {tolerance:g}); "
         f"{int((errors > tolerance).sum())} of {errors.size} elements are off\n"
-        + _cause_line(cause, hint)
+        + _cause_line(cause, hint, api)
     )
 
 
@@ -125,9 +128,9 @@ def _number(value):
     return f"{float(value):.10g}"
 
 
-def _cause_line(cause, hint):
-    if cause:
-        return f"  likely cause: {cause}"
+def _cause_line(key, hint, api):
+    if key:
+        return f"  likely cause: {sentence(key, api)}"
     if hint:
         return f"  hint: {hint}"
     return ""
@@ -144,13 +147,12 @@ def assert_dtype(name, got, expected_dtype, case, cause):
 
 
 def assert_unchanged(name, before, after, case):
-    """The student's function must not modify the arrays it was given."""
+    """The student's function must not modify the arrays (or tensors) it was given."""
     __tracebackhide__ = True
     before, after = to_numpy(before), to_numpy(after)
     if before.shape != after.shape or not np.array_equal(before, after, equal_nan=True):
         raise CheckFailure(
             f"{name} was modified by your function.\n"
             f"  input: {describe_case(case)}\n"
-            "  likely cause: an in-place operation on an argument (x -= mean, x /= std, "
-            "x[...] = ..., torch's sub_/div_); work on new arrays instead, e.g. x_centered = x - mean."
+            f"  likely cause: {sentence('input_modified_in_place')}"
         )

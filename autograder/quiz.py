@@ -1,8 +1,10 @@
 """Concept-quiz checks: the release checks the form of an answer, hidden tests its content."""
 
 from .compare import CheckFailure
+from .student import graded
 
 
+@graded
 def check_choice(question, answer, options="abcd", correct=None):
     """``answer`` is one letter of ``options``; when ``correct`` is given, it must be that letter.
 

@@ -2,9 +2,12 @@
 
 A check drives the student's layer and ``torch.nn.BatchNorm{1,2,3}d`` through
 the same steps (training batches of varying size, eval batches including a
-batch of one, back to training) and compares after every step the output, the
-gradients and the running statistics. When a value is wrong, the steps so far
-are replayed by a NumPy model of each classic mistake; the mistake that
+batch of one, back to training) and compares, after every step the check
+grades, the output, the gradients and the running statistics. Eval-mode steps
+are judged on their own: before each, torch's layer takes the student's
+running statistics, so a wrong update costs the points of the training checks
+only. When a value is wrong, the steps so far are replayed by a NumPy model of
+each classic mistake (:mod:`autograder.layer_model`); the mistake that
 reproduces the wrong value is named as the likely cause.
 
 The layer's parameters and running statistics are float64, like a torch layer
@@ -24,36 +27,18 @@ import numpy as np
 import torch
 
 from . import cases
-from .compare import CheckFailure, assert_close, assert_dtype, describe_case, max_relative_error
-from .student import call
+from .compare import CheckFailure, assert_close, describe_case
+from .layer_model import LayerOptions, Replay
+from .mistakes import sentence
+from .student import call, expect_array, graded
 
 EPS = 1e-5
 DTYPES = (np.float64, np.float32)
 ERROR_WORDING = "Expected more than 1 value per channel when training"
 
-# A protocol is a sequence of (mode, shape) steps with one channel count.
-# Training batches vary in size; eval steps include a batch of one, which
-# must work in eval mode; training resumes after eval.
-VISIBLE_PROTOCOLS = (
-    (("train", (8, 3)), ("train", (13, 3)), ("train", (9, 3)), ("eval", (6, 3)), ("eval", (1, 3)),
-     ("train", (10, 3)), ("eval", (5, 3))),
-    (("train", (4, 4, 3, 3)), ("train", (2, 4, 5, 3)), ("train", (3, 4, 2, 2)), ("eval", (2, 4, 3, 5)),
-     ("eval", (1, 4, 2, 3)), ("train", (5, 4, 3, 2)), ("eval", (1, 4, 1, 1))),
-)
-# Hidden tests add (N, C, L) and volumes, a single channel, tiny batches and many channels.
-HIDDEN_PROTOCOLS = (
-    (("train", (3, 5, 4)), ("train", (2, 5, 7)), ("train", (11, 5, 1)), ("eval", (4, 5, 3)),
-     ("eval", (1, 5, 1)), ("train", (6, 5, 2)), ("eval", (2, 5, 9))),
-    (("train", (2, 2, 2, 3, 2)), ("train", (3, 2, 1, 2, 2)), ("eval", (1, 2, 2, 2, 2)),
-     ("train", (2, 2, 3, 1, 2)), ("eval", (2, 2, 1, 1, 1))),
-    (("train", (2, 1)), ("train", (3, 1)), ("eval", (1, 1)), ("train", (31, 1)), ("eval", (4, 1))),
-    (("train", (31, 17)), ("train", (9, 17)), ("eval", (2, 17)), ("train", (16, 17)), ("eval", (1, 17))),
-)
-
 STATE = ("running_mean", "running_var", "num_batches_tracked")
 FORWARD = ("y",) + STATE
 BACKWARD = ("y", "dx", "dgamma", "dbeta")
-EVERYTHING = BACKWARD + STATE
 
 LABELS = {
     "y": "y returned by layer.forward(x)",
@@ -65,200 +50,35 @@ LABELS = {
     "num_batches_tracked": "layer.num_batches_tracked",
 }
 
+Config = LayerOptions
+
 
 @dataclass(frozen=True)
-class Config:
-    """The constructor arguments of one layer (besides num_features)."""
+class Inputs:
+    """What the checks run the student's layer on: protocols of (mode, shape) steps, and layer options."""
 
-    momentum: object = 0.1
-    affine: bool = True
-    track_running_stats: bool = True
-    eps: float = EPS
-
-    def arguments(self):
-        """The keyword arguments that differ from the defaults (so that the defaults are tested too)."""
-        __tracebackhide__ = True
-        defaults = Config()
-        return {name: getattr(self, name) for name in ("eps", "momentum", "affine", "track_running_stats")
-                if getattr(self, name) != getattr(defaults, name)}
-
-    def describe(self, channels):
-        __tracebackhide__ = True
-        arguments = "".join(f", {name}={value}" for name, value in self.arguments().items())
-        return f"BatchNorm({channels}{arguments})"
-
-
-# The classic mistakes, each with the sentence that names it. A NumPy model of
-# the layer makes one of them (see _Model); several models may share a cause.
-CAUSES = {
-    "momentum_reversed":
-        "the momentum convention is reversed: PyTorch's momentum weights the NEW batch, "
-        "running = (1 - momentum) * running + momentum * batch (the paper's m = 0.9 weights the old value)",
-    "biased_running_var":
-        "running_var matches the biased variance; PyTorch stores the unbiased one (the batch variance "
-        "times m / (m - 1)) although it normalizes with the biased one",
-    "bessel_over_n":
-        "the Bessel correction uses N instead of m = N*H*W values per channel: the unbiased variance is "
-        "the biased one times m / (m - 1) with m = x.size // C",
-    "update_in_eval":
-        "the running statistics changed in eval mode; only training-mode forward passes update "
-        "running_mean, running_var and num_batches_tracked",
-    "update_in_eval_after_normalizing":
-        "the running statistics changed in eval mode; only training-mode forward passes update "
-        "running_mean, running_var and num_batches_tracked",
-    "batch_stats_in_eval":
-        "in eval mode you normalized with the batch statistics; with track_running_stats=True eval mode "
-        "normalizes with running_mean and running_var",
-    "mode_ignored":
-        "in eval mode you normalized with the batch statistics and updated the running ones, as in training; "
-        "forward must branch on self.training",
-    "running_stats_in_training":
-        "in training mode you normalized with the running statistics; training mode normalizes with the "
-        "batch's own mean and biased variance, and only updates the running ones",
-    "running_stats_in_training_before_update":
-        "in training mode you normalized with the running statistics; training mode normalizes with the "
-        "batch's own mean and biased variance, and only updates the running ones",
-    "momentum_none_as_default":
-        "momentum=None was not handled as a cumulative average: then the weight of the new batch is "
-        "1 / num_batches_tracked (counting this batch), not a fixed momentum",
-    "momentum_none_no_update":
-        "momentum=None was not handled as a cumulative average: then the weight of the new batch is "
-        "1 / num_batches_tracked (counting this batch), not a fixed momentum",
-    "cumulative_off_by_one":
-        "the cumulative average is off by one: with momentum=None the weight of the new batch is "
-        "1 / num_batches_tracked after counting it (1 for the first batch, which replaces the initial values)",
-    "count_not_incremented":
-        "num_batches_tracked is never incremented: add 1 for every training-mode forward pass",
-    "running_var_zeros":
-        "running_var started at zeros (as in CS231n's starter code); PyTorch starts running_var at ones "
-        "and running_mean at zeros",
-    "eval_backward_through_batch_stats":
-        "in eval mode the statistics are constants, so dx = dy * gamma / sqrt(running_var + eps); "
-        "your backward still differentiates through the mean and variance as in training",
-    "unbiased_normalize":
-        "you normalized with the unbiased variance (dividing by m - 1); training mode normalizes with the "
-        "biased variance (divide by m), and only running_var stores the unbiased one",
-    "eps_ignored":
-        "you ignored the layer's eps and used 1e-5 always; use self.eps",
-}
+    seed: int = 0
+    # Training batches vary in size; eval steps include a batch of one, which
+    # must work in eval mode; training resumes after eval.
+    protocols: tuple = (
+        (("train", (8, 3)), ("train", (13, 3)), ("train", (9, 3)), ("eval", (6, 3)), ("eval", (1, 3)),
+         ("train", (10, 3)), ("eval", (5, 3))),
+        (("train", (4, 4, 3, 3)), ("train", (2, 4, 5, 3)), ("train", (3, 4, 2, 2)), ("eval", (2, 4, 3, 5)),
+         ("eval", (1, 4, 2, 3)), ("train", (5, 4, 3, 2)), ("eval", (1, 4, 1, 1))),
+    )
+    init_channels: tuple = (3, 1)
+    forward_options: tuple = (Config(),)
+    momentum_options: tuple = (Config(momentum=0.3), Config(momentum=None))
+    moving_average: tuple = (((6, 3), 0.1), ((2, 3, 3, 3), 0.3), ((4, 2), None))  # (shape, momentum)
+    other_options: tuple = (Config(affine=False), Config(track_running_stats=False))
+    one_value_shapes: tuple = ((1, 3), (1, 4, 1, 1))  # rejected in training mode
+    one_value_in_eval_without_tracking: bool = False
+    small_batches: tuple = (("train", (1, 3, 2, 1)), ("eval", (1, 3)))  # accepted
+    backward_train_options: tuple = (Config(), Config(affine=False))
+    backward_eval_options: tuple = (Config(),)
 
 
-class _Model:
-    """A NumPy batch norm layer, float64, that makes one classic mistake (or none)."""
-
-    def __init__(self, channels, config, gamma, beta, mistake=None):
-        __tracebackhide__ = True
-        self.config, self.mistake = config, mistake
-        self.gamma, self.beta = (gamma, beta) if config.affine else (None, None)
-        self.running_mean = np.zeros(channels)
-        self.running_var = np.zeros(channels) if mistake == "running_var_zeros" else np.ones(channels)
-        self.count = 0
-
-    def step(self, mode, x, dy):
-        """Forward and backward of one step; returns every quantity a check compares."""
-        __tracebackhide__ = True
-        x, dy = np.asarray(x, np.float64), np.asarray(dy, np.float64)
-        mistake, tracking = self.mistake, self.config.track_running_stats
-        training = mode == "train" or mistake == "mode_ignored"
-        axes, m = cases.channel_axes(x.ndim), cases.batch_size(x.shape)
-        mean, var = x.mean(axis=axes), x.var(axis=axes)
-        before = (self.running_mean, self.running_var)
-        if tracking and (training or mistake in ("update_in_eval", "update_in_eval_after_normalizing")):
-            self._update(mean, var, x.shape[0], m)
-        use_batch = training or not tracking or mistake == "batch_stats_in_eval"
-        stats = (mean, x.var(axis=axes, ddof=1) if mistake == "unbiased_normalize" else var)
-        if not use_batch or (training and mistake == "running_stats_in_training"):
-            stats = (self.running_mean, self.running_var)
-        if (training and mistake == "running_stats_in_training_before_update") or (
-                not training and mistake == "update_in_eval_after_normalizing"):
-            stats = before
-        eps = EPS if mistake == "eps_ignored" else self.config.eps
-        with np.errstate(divide="ignore", invalid="ignore"):
-            inv_std = _channel(1.0 / np.sqrt(stats[1] + eps), x)
-            x_hat = (x - _channel(stats[0], x)) * inv_std
-            gamma = np.ones(x.shape[1]) if self.gamma is None else self.gamma
-            y = x_hat if self.gamma is None else _channel(gamma, x) * x_hat + _channel(self.beta, x)
-            dx_hat = dy * _channel(gamma, x)
-            if use_batch or mistake == "eval_backward_through_batch_stats":
-                dx = inv_std / m * (m * dx_hat - dx_hat.sum(axis=axes, keepdims=True)
-                                    - x_hat * (dx_hat * x_hat).sum(axis=axes, keepdims=True))
-            else:
-                dx = dx_hat * inv_std
-        tracked = {"running_mean": self.running_mean, "running_var": self.running_var,
-                   "num_batches_tracked": self.count} if tracking else dict.fromkeys(STATE)
-        return dict(tracked, y=y, dx=dx, dgamma=(dy * x_hat).sum(axis=axes), dbeta=dy.sum(axis=axes))
-
-    def _update(self, mean, var, n, m):
-        __tracebackhide__ = True
-        if self.mistake != "count_not_incremented":
-            self.count += 1
-        momentum = self.config.momentum
-        if momentum is None:
-            momentum = {"momentum_none_as_default": 0.1, "momentum_none_no_update": 0.0,
-                        "cumulative_off_by_one": 1.0 / (self.count + 1)}.get(self.mistake)
-            momentum = 1.0 / self.count if momentum is None else momentum
-        with np.errstate(divide="ignore", invalid="ignore"):
-            correction = {"biased_running_var": 1.0, "bessel_over_n": np.float64(n) / (n - 1)}.get(
-                self.mistake, np.float64(m) / (m - 1))
-            unbiased = var * correction
-        old, new = (momentum, 1 - momentum) if self.mistake == "momentum_reversed" else (1 - momentum, momentum)
-        self.running_mean = old * self.running_mean + new * mean
-        self.running_var = old * self.running_var + new * unbiased
-
-
-def _channel(vector, x):
-    __tracebackhide__ = True
-    return np.asarray(vector).reshape((1, -1) + (1,) * (x.ndim - 2))
-
-
-class _Replay:
-    """The steps so far; on a failure, replayed by the model of each mistake to name the likely cause."""
-
-    def __init__(self, channels, config, gamma, beta):
-        __tracebackhide__ = True
-        self.arguments = (channels, config, gamma, beta)
-        self.history = []
-
-    def outcome(self, mistake, quantity):
-        __tracebackhide__ = True
-        model = _Model(*self.arguments, mistake=mistake)
-        for step in self.history:
-            result = model.step(*step)
-        return result[quantity]
-
-    def diagnoses(self, quantity, got):
-        """{cause: what it would compute}; of the models sharing a cause, the one closest to ``got``."""
-        __tracebackhide__ = True
-        by_cause = {}
-        for mistake, cause in CAUSES.items():
-            by_cause.setdefault(cause, []).append(mistake)
-        return {cause: (lambda mistakes=mistakes: self._closest(quantity, mistakes, got))
-                for cause, mistakes in by_cause.items()}
-
-    def _closest(self, quantity, mistakes, got):
-        __tracebackhide__ = True
-        candidates = []
-        for mistake in mistakes:
-            try:
-                candidate = np.asarray(self.outcome(mistake, quantity), np.float64)
-            except Exception:  # a model that cannot run these steps explains nothing
-                continue
-            if candidate.shape == np.shape(got):
-                candidates.append((max_relative_error(got, candidate), candidate))
-        if not candidates:
-            raise ValueError("no model of this mistake reproduces the shape")
-        return min(candidates, key=lambda pair: pair[0])[1]
-
-    def counted_by(self, got, expected):
-        """The cause whose model counts ``got`` batches where ``expected`` is right, or None."""
-        __tracebackhide__ = True
-        for mistake, cause in CAUSES.items():
-            try:
-                if self.outcome(mistake, "num_batches_tracked") == got != expected:
-                    return cause
-            except Exception:
-                continue
-        return None
+VISIBLE = Inputs()
 
 
 class _TorchLayer:
@@ -268,12 +88,20 @@ class _TorchLayer:
 
     def __init__(self, channels, ndim, config, gamma, beta):
         __tracebackhide__ = True
-        self.module = self.CLASSES[ndim](channels, eps=config.eps, momentum=config.momentum, affine=config.affine,
-                                         track_running_stats=config.track_running_stats, dtype=torch.float64)
+        self.channels = channels
+        self.module = self.CLASSES[ndim](channels, **config.arguments(), dtype=torch.float64)
         if config.affine:
             with torch.no_grad():
                 self.module.weight.copy_(torch.from_numpy(gamma))
                 self.module.bias.copy_(torch.from_numpy(beta))
+
+    def load(self, state):
+        """Running statistics and count from the student's layer."""
+        __tracebackhide__ = True
+        with torch.no_grad():
+            self.module.running_mean.copy_(torch.from_numpy(state["running_mean"]))
+            self.module.running_var.copy_(torch.from_numpy(state["running_var"]))
+            self.module.num_batches_tracked.fill_(state["num_batches_tracked"])
 
     def step(self, mode, x, dy):
         __tracebackhide__ = True
@@ -345,15 +173,10 @@ def _set_parameters(layer, gamma, beta, case):
 
 def _expect_array(name, value, like, case):
     __tracebackhide__ = True
-    if not isinstance(value, np.ndarray):
-        raise CheckFailure(
-            f"{name} must be a NumPy array, got {type(value).__name__}\n"
-            f"  input: {describe_case(case)}\n"
-            "  hint: this notebook is NumPy only; forward returns y and backward returns dx."
-        )
-    assert_dtype(name, value, like.dtype, case,
-                 "the float64 parameters or running statistics promoted the result to float64 (or a cast "
-                 "changed it); return y.astype(x.dtype) and dx.astype(dy.dtype)")
+    expect_array(name, value, like.dtype, case,
+                 hint="this notebook is NumPy only; forward returns y and backward returns dx.",
+                 cause="the float64 parameters or running statistics promoted the result to float64 (or a cast "
+                       "changed it); return y.astype(x.dtype) and dx.astype(dy.dtype)")
 
 
 def _switch_mode(layer, mode, case):
@@ -403,7 +226,7 @@ def _compare(got, expected, quantities, replay, dtype, case):
             _check_none(name, got[name], expected[name], case)
         else:
             assert_close(LABELS[name], got[name], expected[name], dtype=dtype, case=case,
-                         diagnoses=replay.diagnoses(name, got[name]))
+                         mistakes=replay.mistakes(name, got[name]))
 
 
 def _check_none(name, got, expected, case):
@@ -443,12 +266,12 @@ def _check_count(got, expected, replay, case):
         raise CheckFailure(
             f"{LABELS['num_batches_tracked']} is wrong: got {int(got)}, expected {expected}\n"
             f"  input: {describe_case(case)}\n"
-            + (f"  likely cause: {cause}" if cause else
+            + (f"  likely cause: {sentence(cause)}" if cause else
                "  hint: it counts training-mode forward passes, and only those")
         )
 
 
-# The parity protocol ----------------------------------------------------------------------
+# The protocol ---------------------------------------------------------------------------
 
 def _steps_text(protocol):
     __tracebackhide__ = True
@@ -470,8 +293,13 @@ def _usable(protocol, config, modes):
                  and not (batch_statistics_always and cases.batch_size(shape) == 1))
 
 
-def run_protocol(BatchNorm, protocol, config, dtype, seed, quantities):
-    """Drive the student's layer and torch's through ``protocol``; compare ``quantities`` after every step."""
+def run_protocol(BatchNorm, protocol, config, dtype, seed, quantities, graded_modes=("train", "eval")):
+    """Drive the student's layer and torch's through ``protocol``; compare ``quantities`` after the graded steps.
+
+    When eval steps are graded, torch's layer (and every model of a mistake)
+    takes the student's running statistics before each of them, so that eval
+    mode is judged on its own.
+    """
     __tracebackhide__ = True
     channels, ndim = protocol[0][1][1], len(protocol[0][1])
     gamma, beta = cases.affine_parameters(channels, np.float64, seed)
@@ -482,38 +310,55 @@ def run_protocol(BatchNorm, protocol, config, dtype, seed, quantities):
     if config.affine:
         _set_parameters(student, gamma, beta, layer_case)
     reference = _TorchLayer(channels, ndim, config, gamma, beta)
-    replay = _Replay(channels, config, gamma, beta)
+    replay = Replay(channels, config, gamma, beta)
     for number, (mode, shape) in enumerate(protocol):
         step_seed = seed + 31 * (number + 1)
         x = cases.activations(shape, dtype, step_seed)
         dy = cases.upstream_gradient(shape, dtype, step_seed)
-        replay.history.append((mode, x, dy))
         case = dict(layer_case, step=f"{number + 1} of {len(protocol)}",
                     steps=_steps_text(protocol[:number + 1]))
+        graded = mode in graded_modes
+        if graded and mode == "eval" and config.track_running_stats:
+            _judge_eval_on_its_own(student, reference, replay)
+        replay.add_step(mode, x, dy)
         got = _student_step(student, mode, x, dy, "dx" in quantities, config.affine, case)
         expected = reference.step(mode, x, dy)
-        _compare(got, expected, quantities, replay, dtype, case)
+        if graded:
+            _compare(got, expected, quantities, replay, dtype, case)
 
 
-def _run_all(BatchNorm, configs, seed, hidden, quantities, modes=("train", "eval"), dtypes=DTYPES):
+def _judge_eval_on_its_own(student, reference, replay):
+    """Give torch's layer and the models the student's running statistics (when they have the right form)."""
     __tracebackhide__ = True
-    protocols = HIDDEN_PROTOCOLS if hidden else VISIBLE_PROTOCOLS
+    state = {name: _copy(getattr(student, name, None)) for name in STATE}
+    statistics_ok = all(isinstance(state[name], np.ndarray) and state[name].shape == (reference.channels,)
+                        for name in ("running_mean", "running_var"))
+    if not statistics_ok or not _is_count(state["num_batches_tracked"]):
+        return
+    state["num_batches_tracked"] = int(state["num_batches_tracked"])
+    reference.load(state)
+    replay.add_load(state)
+
+
+def _run_all(BatchNorm, configs, inputs, quantities, modes=("train", "eval"), graded_modes=("train", "eval"),
+             dtypes=DTYPES):
+    __tracebackhide__ = True
     for dtype in dtypes:  # float64 first: its diagnoses are the sharpest
-        for number, protocol in enumerate(protocols):
+        for number, protocol in enumerate(inputs.protocols):
             for config in configs:
                 steps = _usable(protocol, config, modes)
                 if dtype == np.float32 and not _float32_ok(steps, config):
                     continue
-                case_seed = (1000 if hidden else 0) + seed + 97 * number
-                run_protocol(BatchNorm, steps, config, dtype, case_seed, quantities)
+                run_protocol(BatchNorm, steps, config, dtype, inputs.seed + 97 * number, quantities, graded_modes)
 
 
 # The checks the test cells call -----------------------------------------------------------
 
-def check_init(BatchNorm, hidden=False):
+@graded
+def check_init(BatchNorm, inputs=VISIBLE):
     """A new layer holds torch's initial values; train() and eval() switch the mode and return the layer."""
     __tracebackhide__ = True
-    for channels in ((5, 17) if hidden else (3, 1)):
+    for channels in inputs.init_channels:
         for config in (Config(), Config(affine=False), Config(track_running_stats=False),
                        Config(eps=1e-3, momentum=None)):
             case = {"layer": config.describe(channels)}
@@ -545,9 +390,8 @@ def _check_initial_values(layer, channels, config, case):
                 + f"\n  input: {describe_case(case)}\n  hint: np.ones(num_features) and np.zeros(num_features) "
                 "are float64 arrays of shape (num_features,)"
             )
-        cause = CAUSES["running_var_zeros"] if name == "running_var" and not got.any() else None
-        assert_close(f"layer.{name} of a new layer", got, value, dtype=np.float64, case=case,
-                     diagnoses={cause: lambda: got} if cause else None,
+        mistakes = {"running_var_zeros": lambda: np.zeros(channels)} if name == "running_var" else None
+        assert_close(f"layer.{name} of a new layer", got, value, dtype=np.float64, case=case, mistakes=mistakes,
                      hint="torch starts gamma and running_var at ones, beta and running_mean at zeros")
     count = _attribute(layer, "num_batches_tracked", case, "__init__ must set it (None when not tracking)")
     if not config.track_running_stats:
@@ -583,29 +427,33 @@ def _is_flag(value, flag):
     return isinstance(value, (bool, np.bool_)) and bool(value) == flag
 
 
-def check_forward_training(BatchNorm, seed=0, hidden=False):
+@graded
+def check_forward_training(BatchNorm, inputs=VISIBLE):
     """Training mode: y, running_mean, running_var and num_batches_tracked after every batch equal torch's."""
     __tracebackhide__ = True
-    configs = (Config(), Config(eps=1e-3)) if hidden else (Config(),)
-    _run_all(BatchNorm, configs, seed, hidden, FORWARD, modes=("train",))
+    _run_all(BatchNorm, inputs.forward_options, inputs, FORWARD, modes=("train",))
 
 
-def check_forward_eval(BatchNorm, seed=0, hidden=False):
-    """Training, then eval (including a batch of one), then training again: every step equals torch's."""
+@graded
+def check_forward_eval(BatchNorm, inputs=VISIBLE):
+    """Eval mode, between training steps (a batch of one included): y equals torch's and the state is unchanged.
+
+    Before each eval step torch's layer takes the student's running statistics,
+    so the update rule is not graded here (the training check grades it).
+    """
     __tracebackhide__ = True
-    configs = (Config(), Config(eps=1e-3)) if hidden else (Config(),)
-    _run_all(BatchNorm, configs, seed, hidden, FORWARD)
+    _run_all(BatchNorm, inputs.forward_options, inputs, FORWARD, graded_modes=("eval",))
 
 
-def check_momentum(BatchNorm, seed=0, hidden=False):
-    """Other momenta and momentum=None (a cumulative average) through the whole protocol."""
+@graded
+def check_momentum(BatchNorm, inputs=VISIBLE):
+    """Training mode with other momenta and momentum=None (a cumulative average): y and the running statistics."""
     __tracebackhide__ = True
-    configs = (Config(momentum=0.05), Config(momentum=None), Config(momentum=0.5, eps=1e-3)) if hidden else (
-        Config(momentum=0.3), Config(momentum=None))
-    _run_all(BatchNorm, configs, seed, hidden, FORWARD)
+    _run_all(BatchNorm, inputs.momentum_options, inputs, FORWARD, modes=("train",))
 
 
-def check_moving_average(BatchNorm, seed=0, hidden=False):
+@graded
+def check_moving_average(BatchNorm, inputs=VISIBLE):
     """The same batch k times gives the closed form of the moving average, with Bessel's correction.
 
     running_mean = (1 - (1 - momentum)^k) * mu and
@@ -613,19 +461,17 @@ def check_moving_average(BatchNorm, seed=0, hidden=False):
     with momentum=None (a cumulative average) they are mu and the unbiased variance from k = 1 on.
     """
     __tracebackhide__ = True
-    settings = (((5, 4, 2, 2), 0.05), ((3, 2), 0.5), ((2, 3, 2, 2, 2), None)) if hidden else (
-        ((6, 3), 0.1), ((2, 3, 3, 3), 0.3), ((4, 2), None))
-    for shape, momentum in settings:
+    for shape, momentum in inputs.moving_average:
         config, channels = Config(momentum=momentum), shape[1]
-        x = cases.activations(shape, np.float64, (1000 if hidden else 0) + seed)
+        x = cases.activations(shape, np.float64, inputs.seed)
         axes, m = cases.channel_axes(len(shape)), cases.batch_size(shape)
         mu, unbiased = x.mean(axis=axes), x.var(axis=axes) * m / (m - 1)
         layer_case = {"layer": config.describe(channels), "input": f"the same batch x of shape {shape}, k times"}
         layer = _new_layer(BatchNorm, channels, config, layer_case)
-        replay = _Replay(channels, config, np.ones(channels), np.zeros(channels))
+        replay = Replay(channels, config, np.ones(channels), np.zeros(channels))
         for k in range(1, 9):
             case = dict(layer_case, k=k)
-            replay.history.append(("train", x, np.zeros_like(x)))
+            replay.add_step("train", x, np.zeros_like(x))
             _switch_mode(layer, "train", case)
             call("layer.forward(x)", layer.forward, x, case=case)
             old_weight = 0.0 if momentum is None else (1 - momentum) ** k
@@ -635,31 +481,26 @@ def check_moving_average(BatchNorm, seed=0, hidden=False):
                 if got is None:
                     _check_none(name, got, value, case)
                 assert_close(LABELS[name], _copy(got), value, dtype=np.float64, case=case,
-                             diagnoses=replay.diagnoses(name, _copy(got)))
+                             mistakes=replay.mistakes(name, _copy(got)))
 
 
-def check_options(BatchNorm, seed=0, hidden=False):
+@graded
+def check_options(BatchNorm, inputs=VISIBLE):
     """affine=False (no gamma, beta) and track_running_stats=False (batch statistics in both modes)."""
     __tracebackhide__ = True
-    configs = (Config(affine=False), Config(track_running_stats=False))
-    if hidden:
-        configs += (Config(affine=False, track_running_stats=False, momentum=None),
-                    Config(track_running_stats=False, eps=1e-3))
-    _run_all(BatchNorm, configs, seed, hidden, FORWARD)
+    _run_all(BatchNorm, inputs.other_options, inputs, FORWARD)
 
 
-def check_one_value_per_channel(BatchNorm, hidden=False):
+@graded
+def check_one_value_per_channel(BatchNorm, inputs=VISIBLE):
     """Training mode rejects one value per channel with torch's ValueError; other small batches work."""
     __tracebackhide__ = True
-    failing = ((1, 2, 1), (1, 5, 1, 1, 1), (1, 1)) if hidden else ((1, 3), (1, 4, 1, 1))
-    for shape in failing:
+    for shape in inputs.one_value_shapes:
         _expect_value_error(BatchNorm, shape, Config(), "train")
-    if hidden:  # without running statistics, eval mode uses the batch statistics too
+    if inputs.one_value_in_eval_without_tracking:  # without running statistics, eval uses the batch's too
         _expect_value_error(BatchNorm, (1, 3), Config(track_running_stats=False), "eval")
-    working = (("train", (1, 3, 2, 1)), ("eval", (1, 3))) if not hidden else (
-        ("train", (2, 1)), ("eval", (1, 4, 1, 1)), ("train", (1, 2, 1, 2, 1)))
-    for mode, shape in working:  # only y: the running statistics earn their points elsewhere
-        run_protocol(BatchNorm, ((mode, shape),), Config(), np.float64, 11, ("y",))
+    for mode, shape in inputs.small_batches:  # only y: the running statistics earn their points elsewhere
+        run_protocol(BatchNorm, ((mode, shape),), Config(), np.float64, 11 + inputs.seed, ("y",))
 
 
 def _expect_value_error(BatchNorm, shape, config, mode):
@@ -692,22 +533,18 @@ def _expect_value_error(BatchNorm, shape, config, mode):
     )
 
 
-def check_backward(BatchNorm, part="train", seed=0, hidden=False):
-    """backward(dy): dx, dgamma and dbeta equal torch autograd's, in training (``part="train"``) or eval mode."""
+@graded
+def check_backward_training(BatchNorm, inputs=VISIBLE):
+    """backward(dy) in training mode: y, dx, dgamma and dbeta equal torch autograd's after every batch."""
     __tracebackhide__ = True
-    if part == "train":
-        _run_all(BatchNorm, (Config(), Config(affine=False)), seed, hidden, BACKWARD, modes=("train",))
-    else:
-        configs = (Config(), Config(momentum=None, eps=1e-3)) if hidden else (Config(),)
-        _run_all(BatchNorm, configs, seed, hidden, BACKWARD)
+    _run_all(BatchNorm, inputs.backward_train_options, inputs, BACKWARD, modes=("train",))
 
 
-def check_parity(BatchNorm, seed=0, hidden=False):
-    """The whole protocol for every option: y, dx, dgamma, dbeta and the running statistics after every step."""
+@graded
+def check_backward_eval(BatchNorm, inputs=VISIBLE):
+    """backward(dy) in eval mode, between training steps: dx, dgamma and dbeta equal torch autograd's.
+
+    Eval steps are judged on their own, from the student's running statistics.
+    """
     __tracebackhide__ = True
-    configs = (Config(), Config(momentum=0.3), Config(momentum=None), Config(affine=False),
-               Config(track_running_stats=False))
-    if hidden:
-        configs += (Config(momentum=0.7, eps=1e-2), Config(momentum=None, affine=False),
-                    Config(track_running_stats=False, affine=False, eps=1e-3))
-    _run_all(BatchNorm, configs, seed, hidden, EVERYTHING)
+    _run_all(BatchNorm, inputs.backward_eval_options, inputs, BACKWARD, graded_modes=("eval",))

@@ -29,11 +29,15 @@ def run_cells(notebook, answers):
         if cell.cell_type != "code":
             continue
         source = solution_code(answers.get(grade_id(cell), cell.source))
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        errors = io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(errors):
             result = shell.run_cell(source, silent=True)
-        if not result.success and cell.metadata.get("nbgrader", {}).get("grade"):
-            error = result.error_in_exec or result.error_before_exec
-            failures[grade_id(cell)] = f"{type(error).__name__}: {error}"
+        if cell.metadata.get("nbgrader", {}).get("grade"):
+            if not result.success:
+                error = result.error_in_exec or result.error_before_exec
+                failures[grade_id(cell)] = f"{type(error).__name__}: {error}"
+            elif errors.getvalue().strip():  # nbgrader gives 0 to a test cell that writes to stderr
+                failures[grade_id(cell)] = f"stderr: {errors.getvalue().strip()[:300]}"
     return failures
 
 
@@ -52,10 +56,18 @@ def main(path):
                 continue
             planted[cell] = planted[cell].replace(old, new)
         failures = run_cells(notebook, planted)
-        diagnosed = any(mutant.diagnosis in text for text in failures.values())
-        verdict = "ok" if failures and diagnosed else "PROBLEM"
+        if mutant.diagnosis is None:  # a correct variant
+            verdict = "ok" if not failures else "PROBLEM"
+            status |= verdict != "ok"
+            print(f"{verdict:7s} {mutant.name:36s} (correct variant) fails {sorted(failures)}")
+            continue
+        expected = mutant.expected_text(Path(path).stem)
+        diagnosed = any(" ".join(expected.split()) in " ".join(text.split()) for text in failures.values())
+        cells_ok = set(mutant.loses) <= set(failures) and not set(mutant.keeps) & set(failures)
+        verdict = "ok" if failures and diagnosed and cells_ok else "PROBLEM"
         status |= verdict != "ok"
-        print(f"{verdict:7s} {mutant.name:36s} fails {sorted(failures)}; diagnosis {'found' if diagnosed else 'MISSING'}")
+        print(f"{verdict:7s} {mutant.name:36s} fails {sorted(failures)}; diagnosis {'found' if diagnosed else 'MISSING'}"
+              + ("" if cells_ok else f"; must lose {list(mutant.loses)}, keep {list(mutant.keeps)}"))
         if verdict != "ok":
             for cell, text in failures.items():
                 print(f"          {cell}: {text[:300]}")

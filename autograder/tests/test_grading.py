@@ -70,10 +70,21 @@ MUTANT_CASES = [_grouped(a, n, m.name) for a, n in NOTEBOOKS for m in corpus(n[:
 
 @pytest.mark.parametrize("assignment, notebook_name, mutant_name", MUTANT_CASES)
 def test_planted_bug_loses_points_with_its_diagnosis(assignment, notebook_name, mutant_name):
-    mutant = next(m for m in corpus(notebook_name[:-len(".ipynb")]) if m.name == mutant_name)
+    """A planted bug loses points (in the cells it must), keeps the others it must; a correct variant scores full."""
+    stem = notebook_name[:-len(".ipynb")]
+    mutant = next(m for m in corpus(stem) if m.name == mutant_name)
     results = graded(assignment, notebook_name)
     result = results[f"bug_{mutant_name}"]
+    cells = {cell.split("/", 1)[1]: score for cell, score in result["cells"].items()}
+    if mutant.diagnosis is None:
+        lost = {cell: score for cell, score in cells.items() if score[0] != score[1]}
+        assert not lost, f"the correct variant {mutant_name} lost points: {lost}"
+        return
     assert result["score"] < results["correct"]["score"], f"the bug {mutant_name} kept full marks"
+    for cell in mutant.loses:
+        assert cells[cell][0] < cells[cell][1], f"the bug {mutant_name} kept the points of {cell}"
+    for cell in mutant.keeps:
+        assert cells[cell][0] == cells[cell][1], f"the bug {mutant_name} lost the points of {cell}, which it must keep"
     feedback = " ".join(visible_text(page) for page in result["feedback"].values())
-    assert normalized(mutant.diagnosis) in feedback, (
-        f"the feedback for {mutant_name} does not name the mistake ({mutant.diagnosis!r})")
+    assert normalized(mutant.expected_text(stem)) in feedback, (
+        f"the feedback for {mutant_name} does not name the mistake ({mutant.expected_text(stem)!r})")

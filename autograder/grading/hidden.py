@@ -1,0 +1,110 @@
+"""The hidden tests' inputs: other seeds and shapes, and the cases a student could otherwise hard-code around.
+
+A hidden test cell calls the same check as its visible part, with these inputs::
+
+    from autograder.grading.hidden import hidden_checks
+    checks, hidden_inputs = hidden_checks("four_steps")
+    checks.check_batch_mean(batch_mean, hidden_inputs)
+
+``hidden_checks`` imports the check module afresh first, so a notebook that
+replaced a check (or the whole module) earns nothing. None of this ships to
+students: the package they install leaves ``autograder.grading`` out.
+"""
+
+import importlib
+import sys
+
+SEED = 1003
+EPS = 1e-5
+
+
+def hidden_checks(module_name):
+    """(``autograder.<module_name>`` imported afresh, its hidden inputs)."""
+    for name in [n for n in sys.modules if n == "autograder" or n.startswith("autograder.")]:
+        del sys.modules[name]
+    checks = importlib.import_module(f"autograder.{module_name}")
+    make_inputs = INPUTS.get(module_name)
+    return checks, make_inputs(checks) if make_inputs else None
+
+
+# A volume, a single channel, a tiny batch, a batch of one image, many channels.
+SHAPES = ((5, 3, 2, 3, 4), (9, 1), (2, 6), (1, 5, 3, 7), (31, 17))
+
+
+def _four_steps(checks):
+    return checks.Inputs(seed=SEED, shapes=SHAPES, numeric_shapes=((4, 2, 3), (6, 4)))
+
+
+def _four_steps_torch(checks):
+    return checks.Inputs(seed=SEED, shapes=SHAPES, custom_eps=0.1, structure_shape=(5, 3), backward_custom_eps=True,
+                         gradcheck_cases=(((5, 2), 1e-3), ((2, 3, 2, 2), EPS)))
+
+
+def _train_vs_eval(checks):
+    config = checks.Config
+    return checks.Inputs(
+        seed=SEED,
+        # (N, C, L) and volumes, a single channel, tiny batches and many channels.
+        protocols=(
+            (("train", (3, 5, 4)), ("train", (2, 5, 7)), ("train", (11, 5, 1)), ("eval", (4, 5, 3)),
+             ("eval", (1, 5, 1)), ("train", (6, 5, 2)), ("eval", (2, 5, 9))),
+            (("train", (2, 2, 2, 3, 2)), ("train", (3, 2, 1, 2, 2)), ("eval", (1, 2, 2, 2, 2)),
+             ("train", (2, 2, 3, 1, 2)), ("eval", (2, 2, 1, 1, 1))),
+            (("train", (2, 1)), ("train", (3, 1)), ("eval", (1, 1)), ("train", (31, 1)), ("eval", (4, 1))),
+            (("train", (31, 17)), ("train", (9, 17)), ("eval", (2, 17)), ("train", (16, 17)), ("eval", (1, 17))),
+        ),
+        init_channels=(5, 17),
+        forward_options=(config(), config(eps=1e-3)),
+        momentum_options=(config(momentum=0.05), config(momentum=None), config(momentum=0.5, eps=1e-3),
+                          config(momentum=0.7, eps=1e-2), config(momentum=None, affine=False)),
+        moving_average=(((5, 4, 2, 2), 0.05), ((3, 2), 0.5), ((2, 3, 2, 2, 2), None)),
+        other_options=(config(affine=False), config(track_running_stats=False),
+                       config(affine=False, track_running_stats=False, momentum=None),
+                       config(track_running_stats=False, eps=1e-3)),
+        one_value_shapes=((1, 2, 1), (1, 5, 1, 1, 1), (1, 1)),
+        one_value_in_eval_without_tracking=True,
+        small_batches=(("train", (2, 1)), ("eval", (1, 4, 1, 1)), ("train", (1, 2, 1, 2, 1))),
+        backward_eval_options=(config(), config(momentum=None, eps=1e-3)),
+    )
+
+
+def _train_vs_eval_torch(checks):
+    scenario = checks.Scenario
+    return checks.Inputs(
+        seed=SEED,
+        # Volumes, a training batch of one image, two values per channel, a single channel,
+        # momentum 1, other eps, and float32 with momentum=None.
+        tracking=(
+            scenario(((5, 3, 2, 3, 4), (2, 3, 2, 3, 4), (4, 3, 3, 2, 2)), ((3, 3, 2, 3, 4), (1, 3, 2, 3, 4))),
+            scenario(((1, 5, 3, 7), (2, 5, 3, 7), (6, 5, 2, 2)), ((1, 5, 3, 7),), momentum=0.05, eps=1e-3),
+            scenario(((31, 17), (9, 17), (2, 17), (40, 17)), ((1, 17), (7, 17)), momentum=None),
+            scenario(((9, 1), (12, 1), (3, 1)), ((1, 1),), momentum=1.0),
+            scenario(((8, 3, 4, 4), (5, 3, 2, 6), (16, 3, 4, 4)), ((1, 3, 4, 4),), dtype="float32", momentum=None),
+            scenario(((16, 6), (10, 6), (12, 6)), ((3, 6),), dtype="float32", momentum=0.2),
+        ),
+        options=(
+            scenario(((5, 3, 2, 3, 4), (3, 3, 2, 3, 4)), ((2, 3, 2, 3, 4), (1, 3, 2, 3, 4)), affine=False,
+                     momentum=None),
+            scenario(((1, 5, 3, 7), (4, 5, 3, 7)), ((1, 5, 3, 7),), track_running_stats=False, eps=1e-3),
+            scenario(((16, 5), (10, 5)), ((8, 5),), affine=False, track_running_stats=False, dtype="float32"),
+        ),
+        layouts=((1, {}), (17, {"affine": False, "track_running_stats": False}), (2, {"momentum": 0.3}),
+                 (5, {"momentum": None, "affine": False})),
+        one_value_shapes=((1, 7), (1, 3, 1, 1), (1, 2, 1)),
+    )
+
+
+def _precise_bn(checks):
+    plan = checks.Plan
+    return checks.Inputs(seed=SEED, untracked_layer=True,
+                         plans=(plan("conv", True, False, (4, 2, 5), as_generator=True),
+                                plan("mlp", True, False, (3, 11, 8, 20, 2))))
+
+
+INPUTS = {
+    "four_steps": _four_steps,
+    "four_steps_torch": _four_steps_torch,
+    "train_vs_eval": _train_vs_eval,
+    "train_vs_eval_torch": _train_vs_eval_torch,
+    "precise_bn": _precise_bn,
+}

@@ -1,0 +1,205 @@
+"""The catalogue of classic mistakes: one key, one sentence each.
+
+A check names a likely cause by key; the planted-bug corpus cites the same
+keys. A sentence is written once and worded for the student's API: ``{axis}``
+becomes ``axis`` (NumPy) or ``dim`` (PyTorch), ``{sqrt}`` ``np.sqrt`` or
+``torch.sqrt``, ``{unbiased}`` how that API spells the unbiased variance. The
+computation that reproduces a stateless mistake lives in
+:mod:`autograder.mistaken` under the same key; the stateful ones (running
+statistics) are reproduced by the layer model of :mod:`autograder.layer_model`.
+"""
+
+VOCABULARY = {
+    "numpy": {"axis": "axis", "sqrt": "np.sqrt", "unbiased": "np.var(..., ddof=1)",
+              "biased": "np.var(x, axis=...)", "api": "NumPy", "last": "x.transpose(0, 2, 3, 1)"},
+    "torch": {"axis": "dim", "sqrt": "torch.sqrt", "unbiased": "torch.var's default",
+              "biased": "x.var(dim=..., unbiased=False) or correction=0", "api": "PyTorch",
+              "last": "x.permute(0, 2, 3, 1)"},
+}
+
+CATALOGUE = {
+    # Per-channel statistics --------------------------------------------------------------
+    "statistics_over_axis_0":
+        "you reduced over {axis} 0 only; for images the statistics run over N, H and W, i.e. {axis}=(0, 2, 3) "
+        "(every {axis} except the channel {axis} 1)",
+    "per_sample_statistics":
+        "you computed per-sample statistics (over the features of each example, as layer norm does); batch norm "
+        "computes one statistic per channel over the batch",
+    "statistics_over_everything":
+        "you reduced over every {axis}, channel included; batch norm keeps one value per channel",
+    "channels_mixed_by_reshape":
+        "you reshaped (N, C, H, W) to (-1, C) without moving the channel {axis} last, which mixes values of "
+        "different channels; move it last first ({last}) or reduce over {axis}=(0, 2, 3)",
+    "computed_in_float32":
+        "you computed in float32 (a cast such as .astype(np.float32) or .float(), or a float32 array or tensor "
+        "created without the input's dtype); keep float64 input in float64",
+    "unbiased_variance":
+        "you normalized with the unbiased variance ({unbiased}, dividing by m - 1); training-mode batch norm "
+        "uses the biased variance, dividing by m = N*H*W ({biased})",
+    "standard_deviation_returned":
+        "you returned the standard deviation; batch_var must return the variance (no square root)",
+    "mean_not_subtracted_in_variance":
+        "you returned the mean of squares without subtracting the mean first",
+    # Normalizing --------------------------------------------------------------------------
+    "eps_outside_root":
+        "eps is added outside the square root: use {sqrt}(var + eps), not {sqrt}(var) + eps",
+    "eps_subtracted":
+        "eps is subtracted: use {sqrt}(var + eps), not {sqrt}(var - eps) (on a constant channel var - eps < 0 "
+        "gives nan)",
+    "no_eps":
+        "no eps: a constant channel (variance 0) gives 0/0 = nan; divide by {sqrt}(var + eps)",
+    "eps_ignored":
+        "you ignored the eps you were given (the argument, or the layer's self.eps) and used 1e-5 always",
+    "divided_by_variance":
+        "you divided by the variance instead of the standard deviation {sqrt}(var + eps)",
+    "mean_not_subtracted":
+        "you did not subtract the mean before dividing",
+    "broadcast_along_last_axis":
+        "a per-channel vector (mean, var, gamma or beta) was broadcast along the last {axis} instead of the "
+        "channel {axis} 1; reshape it to (1, C, 1, 1) for images (or (1, C) for 2-D input)",
+    "gamma_beta_swapped":
+        "gamma and beta (weight and bias) are swapped: y = gamma * x_hat + beta",
+    "beta_missing": "beta is missing: y = gamma * x_hat + beta",
+    "gamma_missing": "gamma is missing: y = gamma * x_hat + beta",
+    # The backward pass ---------------------------------------------------------------------
+    "dx_without_mean_term":
+        "dx lacks the mean term -sum(dx_hat): the gradient through mu is missing",
+    "dx_without_variance_term":
+        "dx lacks the variance term -x_hat * sum(dx_hat * x_hat): the gradient through sigma^2 is missing",
+    "dx_with_constant_statistics":
+        "dx treats the batch statistics as constants (dx = gamma * dy / sqrt(var + eps)); the mean and the "
+        "variance depend on every x, which adds two terms",
+    "dx_is_dy_over_std":
+        "dx = dy / sqrt(var + eps): the batch statistics are treated as constants and gamma is dropped; "
+        "dx = gamma / sqrt(var + eps) * (dy - mean(dy) - x_hat * mean(dy * x_hat)), means per channel",
+    "dx_without_gamma": "gamma is missing from dx: dx_hat = dy * gamma",
+    "dx_sums_over_axis_0":
+        "the sums in dx run over {axis} 0 only; for images sum over N, H and W ({axis}=(0, 2, 3)) and use m = N*H*W",
+    "dx_with_m_equal_to_n":
+        "dx uses m = N (the batch size); with images every channel has m = N*H*W values, so the factor is "
+        "1 / (N*H*W)",
+    "dgamma_without_x_hat": "dgamma is sum(dy); it must be sum(dy * x_hat) (dgamma without x_hat)",
+    "dgamma_with_x": "dgamma uses x instead of x_hat: dgamma = sum(dy * x_hat)",
+    "dgamma_averaged": "dgamma is a mean over the batch; it must be a sum",
+    "dgamma_dbeta_swapped": "dgamma and dbeta are swapped",
+    "dbeta_averaged": "dbeta is averaged over the batch; it must be the sum of dy",
+    "gamma_beta_gradients_missing":
+        "gradients of gamma and beta are missing: backward returned None for them; return (dx, dgamma, dbeta, "
+        "None), with None only for eps",
+    "backward_matches_a_wrong_forward":
+        "your backward is the derivative of your own forward, but that forward is not batch norm: fix the "
+        "forward (the forward check names its mistake), then derive the backward again",
+    "function_bypassed":
+        "batch_norm does not go through BatchNormFunction.apply, so your explicit backward is never used "
+        "(PyTorch would differentiate the operations themselves, or nothing at all); return what your Function's "
+        "apply method gives for x, gamma, beta and eps",
+    "input_modified_in_place":
+        "an in-place operation on an argument (x -= mean, x /= std, x[...] = ..., torch's sub_/div_); work on new "
+        "arrays instead, e.g. x_centered = x - mean.",
+    # Running statistics and modes -------------------------------------------------------------
+    "momentum_reversed":
+        "the momentum convention is reversed: PyTorch's momentum weights the NEW batch, running = (1 - momentum) * "
+        "running + momentum * batch (the old-value convention, m * running + (1 - m) * batch with m = 0.9 or "
+        "0.99, is CS231n's and Keras')",
+    "biased_running_var":
+        "running_var was updated with the biased variance; PyTorch stores the UNBIASED one (the batch variance "
+        "times m / (m - 1)) in running_var, although it normalizes with the biased one",
+    "bessel_over_n":
+        "the Bessel correction used N (the batch size) instead of m = N*H*W values per channel: the unbiased "
+        "variance is the biased one times m / (m - 1)",
+    "running_replaced_by_batch":
+        "the running statistics were replaced by the batch's instead of averaged: running = (1 - momentum) * "
+        "running + momentum * batch",
+    "running_var_from_mean":
+        "running_var was updated with the batch mean instead of the batch's (unbiased) variance",
+    "running_var_plus_eps":
+        "running_var stores var + eps; store the unbiased variance itself, eps is added only when normalizing",
+    "running_var_zeros":
+        "running_var started at zeros (as in CS231n's starter code); PyTorch starts running_var at ones and "
+        "running_mean at zeros",
+    "not_updated_in_training":
+        "the running statistics were not updated in training mode",
+    "updated_in_eval":
+        "the running statistics changed in eval mode; only training-mode forward passes update running_mean, "
+        "running_var and num_batches_tracked",
+    "batch_statistics_in_eval":
+        "in eval mode you normalized with the batch statistics; with track_running_stats=True eval mode "
+        "normalizes with running_mean and running_var",
+    "mode_ignored":
+        "in eval mode you normalized with the batch statistics and updated the running ones, as in training; "
+        "forward must branch on self.training",
+    "running_statistics_in_training":
+        "in training mode you normalized with the running statistics; training mode normalizes with the batch's "
+        "own mean and biased variance, and only updates the running ones",
+    "momentum_none_ignored":
+        "momentum=None was not handled as a cumulative average: then the weight of the new batch is "
+        "1 / num_batches_tracked (counting this batch), not a fixed momentum",
+    "cumulative_off_by_one":
+        "the cumulative average is off by one: with momentum=None the weight of the new batch is "
+        "1 / num_batches_tracked after counting it (1 for the first batch, which replaces the initial values)",
+    "count_not_incremented":
+        "num_batches_tracked is never incremented: add 1 for every training-mode forward pass (momentum=None "
+        "divides by it)",
+    "eval_backward_through_batch_statistics":
+        "in eval mode the statistics are constants, so dx = dy * gamma / sqrt(running_var + eps); your backward "
+        "still differentiates through the mean and variance as in training",
+    "batch_statistics_detached":
+        "x.grad treats the batch mean and variance as constants (they were detached or computed under "
+        "torch.no_grad()); in training mode gradients must flow through the batch statistics, only the "
+        "running-statistics update is detached",
+    "statistics_attached_to_graph":
+        "the running statistics were updated with tensors that carry gradients; update them inside "
+        "`with torch.no_grad():` (or from mean.detach() and var.detach()), otherwise every step's graph stays "
+        "alive through them (a memory leak, and a backward pass in eval mode fails)",
+    "buffers_as_parameters":
+        "a statistic is registered as a parameter (nn.Parameter): parameters are what the optimizer trains and "
+        "what module.parameters() lists; statistics are state: use self.register_buffer(name, tensor)",
+    "buffers_not_registered":
+        "a statistic kept as a plain attribute is missing from state_dict, and .to() / .double() do not move it: "
+        "register it with self.register_buffer(name, tensor)",
+    "delegates_to_torch":
+        "delegating to torch's own batch norm (F.batch_norm, torch.batch_norm or nn.BatchNorm*d); compute the "
+        "statistics and the normalization yourself with tensor operations",
+    "running_statistics_without_tracking":
+        "with track_running_stats=False there are no running statistics (running_mean is None): normalize with "
+        "the batch statistics in both modes and update nothing",
+    # Precise BN ---------------------------------------------------------------------------
+    "precise_not_in_training_mode":
+        "the statistics were reset but never re-estimated: the forward passes must run in training mode "
+        "(model.train()); eval-mode batch norm does not update its statistics",
+    "precise_unchanged":
+        "the statistics did not change: the forward passes must run in training mode (model.train()), or batch "
+        "norm does not update them",
+    "precise_exponential_average":
+        "an exponential moving average with the layer's momentum, not a cumulative average: set "
+        "layer.momentum = None during the passes (and reset the statistics first)",
+    "precise_not_reset":
+        "the statistics were not reset first: num_batches_tracked kept counting, so momentum=None blended these "
+        "batches into the old average; reset_running_stats() before the passes",
+    "precise_last_batch_only":
+        "only the last batch counts: average over all batches (momentum=None), do not replace",
+    "precise_skipped_own_layer":
+        "recompute_bn_stats skipped your BatchNorm layer; look for it as well as torch's layers: "
+        "isinstance(m, (nn.modules.batchnorm._BatchNorm, BatchNorm))",
+    "precise_own_layer_not_updated":
+        "your BatchNorm layer was reset, but its forward did not update the statistics during the passes "
+        "(torch's layers were updated): check your BatchNorm's training mode against the running-statistics tests",
+    "precise_own_layer_exponential":
+        "your BatchNorm layer averaged exponentially where torch's layers averaged cumulatively: your forward "
+        "must treat momentum=None as the weight 1 / num_batches_tracked",
+    "momentum_not_restored":
+        "momentum not restored: precise BN sets momentum=None only during the passes; save each layer's momentum "
+        "first and put it back afterwards",
+    "mode_not_restored":
+        "training mode not restored: remember model.training before calling model.train(), and restore it "
+        "afterwards (model.train(was_training))",
+}
+
+
+def sentence(key, api="numpy"):
+    """The catalogue's sentence for ``key``, in the words of ``api`` ("numpy" or "torch").
+
+    A key may carry a variant after a slash (``"updated_in_eval/after_normalizing"``):
+    several computations of one mistake, named by one sentence.
+    """
+    return CATALOGUE[key.split("/")[0]].format(**VOCABULARY[api])
