@@ -181,12 +181,6 @@ CATALOGUE = {
     "precise_skipped_own_layer":
         "recompute_bn_stats skipped your BatchNorm layer; look for it as well as torch's layers: "
         "isinstance(m, (nn.modules.batchnorm._BatchNorm, BatchNorm))",
-    "precise_own_layer_not_updated":
-        "your BatchNorm layer was reset, but its forward did not update the statistics during the passes "
-        "(torch's layers were updated): check your BatchNorm's training mode against the running-statistics tests",
-    "precise_own_layer_exponential":
-        "your BatchNorm layer averaged exponentially where torch's layers averaged cumulatively: your forward "
-        "must treat momentum=None as the weight 1 / num_batches_tracked",
     "momentum_not_restored":
         "momentum not restored: precise BN sets momentum=None only during the passes; save each layer's momentum "
         "first and put it back afterwards",

@@ -17,7 +17,7 @@ from .compare import CheckFailure, assert_close, describe_case
 from .mistakes import sentence
 from .student import graded
 from .tensors import cpu64
-from .train_vs_eval_torch import STATISTICS, batch_moments, construct, registration_problem, run_student, \
+from .train_vs_eval_torch import STATISTICS, batch_moments, construct, run_student, \
     set_affine, statistics_of
 
 @dataclass(frozen=True)
@@ -156,9 +156,15 @@ def _model_state(model, BatchNorm):
     __tracebackhide__ = True
     return {"training": [m.training for m in model.modules()],
             "momentum": {i: layer.momentum for i, layer in enumerate(model) if _is_batch_norm(layer, BatchNorm)},
-            "parameters": {n: p.detach().clone() for n, p in model.named_parameters()},
+            "parameters": {n: p.detach().clone() for n, p in _trained_parameters(model)},
             "statistics": {i: statistics_of(layer) for i, layer in enumerate(model)
                            if _is_batch_norm(layer, BatchNorm) and layer.track_running_stats}}
+
+
+def _trained_parameters(model):
+    """The model's parameters, without statistics registered as parameters (the buffers check grades that)."""
+    __tracebackhide__ = True
+    return [(n, p) for n, p in model.named_parameters() if n.rsplit(".", 1)[-1] not in STATISTICS]
 
 
 def _layer_name(layer, index, BatchNorm):
@@ -168,23 +174,26 @@ def _layer_name(layer, index, BatchNorm):
 
 
 def _compare_recomputed(model, before, expected, BatchNorm, case):
+    """torch's layers hold the cumulative averages; the student's own layer was found and re-estimated.
+
+    The values in the student's own layer depend on its running-statistics
+    update, which the running-statistics check grades; here it only has to
+    have moved away from its stale values.
+    """
     __tracebackhide__ = True
     for index, values in expected.items():
         layer = model[index]
         label = _layer_name(layer, index, BatchNorm)
-        own = not isinstance(layer, nn.modules.batchnorm._BatchNorm)
-        for statistic in STATISTICS:
-            problem = registration_problem(layer, statistic) if own else None
-            if problem:
-                raise CheckFailure(f"{label}: {problem}\n  input: {describe_case(case)}")
-        mistakes = _recompute_mistakes(before["statistics"][index], values["moments"], before["momentum"][index], own)
-        hint = ("torch's layers of this model were re-estimated correctly, yours was not: make your BatchNorm pass "
-                "the running-statistics tests above (momentum=None included)") if own else \
-            ("precise BN: reset the statistics, set momentum=None (a cumulative average), model.train(), "
-             "one forward pass per batch under torch.no_grad()")
+        if not isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            _assert_re_estimated(layer, before["statistics"][index], label, case)
+            continue
+        mistakes = _recompute_mistakes(before["statistics"][index], values["moments"], before["momentum"][index])
+        hint = ("precise BN: reset the statistics, set momentum=None (a cumulative average), model.train(), "
+                "one forward pass per batch under torch.no_grad()")
         for statistic in STATISTICS:
             assert_close(f"{statistic} of {label} after recompute_bn_stats", getattr(layer, statistic),
-                         values[statistic], dtype=np.float64, case=case, mistakes=mistakes[statistic], api="torch", hint=hint)
+                         values[statistic], dtype=np.float64, case=case, mistakes=mistakes[statistic], api="torch",
+                         hint=hint)
         count = statistics_of(layer)["num_batches_tracked"]
         if count != values["num_batches_tracked"]:
             raise CheckFailure(
@@ -194,30 +203,34 @@ def _compare_recomputed(model, before, expected, BatchNorm, case):
             )
 
 
+def _assert_re_estimated(layer, stale, label, case):
+    __tracebackhide__ = True
+    now = statistics_of(layer)
+    if all(torch.equal(now[statistic], stale[statistic]) for statistic in STATISTICS):
+        raise CheckFailure(
+            f"the running statistics of {label} are the stale ones they held before recompute_bn_stats\n"
+            f"  input: {describe_case(case)}\n  likely cause: {sentence('precise_skipped_own_layer', 'torch')}"
+        )
+
+
 RESET = {"running_mean": 0.0, "running_var": 1.0}
 
 
-def _recompute_mistakes(stale, moments, momentum, own):
-    """Statistics that the classic precise-BN mistakes leave, by statistic.
-
-    Layers are compared in order and torch's come first, so a mistake seen only
-    in the student's layer (``own``) lies in how their module is found or behaves.
-    """
+def _recompute_mistakes(stale, moments, momentum):
+    """Statistics that the classic precise-BN mistakes leave in one of torch's layers, by statistic."""
     __tracebackhide__ = True
     exponential = 0.1 if momentum is None else momentum
-    skipped, not_updated, averaged = (
-        ("precise_skipped_own_layer", "precise_own_layer_not_updated", "precise_own_layer_exponential") if own else
-        ("precise_unchanged", "precise_not_in_training_mode", "precise_exponential_average"))
     mistakes = {}
     for statistic, position in (("running_mean", 0), ("running_var", 2)):
         values = [m[position] for m in moments]
         old = stale[statistic]
         reset = torch.full_like(old, RESET[statistic])
         mistakes[statistic] = {
-            skipped: lambda old=old: old,
-            not_updated: lambda reset=reset: reset,
-            averaged + "/from_old": lambda old=old, values=values: _exponential(old, values, exponential),
-            averaged + "/from_reset": lambda reset=reset, values=values: _exponential(reset, values, exponential),
+            "precise_unchanged": lambda old=old: old,
+            "precise_not_in_training_mode": lambda reset=reset: reset,
+            "precise_exponential_average/from_old": lambda old=old, values=values: _exponential(old, values, exponential),
+            "precise_exponential_average/from_reset":
+                lambda reset=reset, values=values: _exponential(reset, values, exponential),
             "precise_not_reset": lambda old=old, values=values: _cumulative(old, values, stale["num_batches_tracked"]),
             "precise_last_batch_only": lambda values=values: values[-1],
         }
@@ -259,7 +272,7 @@ def _assert_restored(model, before, BatchNorm, case):
             f"  input: {describe_case(case)}\n"
             f"  likely cause: {sentence('mode_not_restored', 'torch')}"
         )
-    for parameter_name, parameter in model.named_parameters():
+    for parameter_name, parameter in _trained_parameters(model):
         if not torch.equal(parameter.detach(), before["parameters"][parameter_name]):
             raise CheckFailure(
                 f"parameter {parameter_name} changed during recompute_bn_stats\n  input: {describe_case(case)}\n"

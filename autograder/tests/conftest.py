@@ -53,3 +53,9 @@ def visible_text(html_text):
     """The text a reader sees in an HTML page, whitespace collapsed."""
     text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", html_text, flags=re.S)
     return normalized(html.unescape(re.sub(r"<[^>]+>", " ", text)))
+
+
+def code_text(html_text):
+    """The code blocks of an HTML page as a reader sees them: syntax-highlighting tags joined without spaces."""
+    blocks = re.findall(r"<pre[^>]*>(.*?)</pre>", html_text, flags=re.S)
+    return "\n".join(normalized(html.unescape(re.sub(r"<[^>]+>", "", block))) for block in blocks)

@@ -10,7 +10,7 @@ import yaml
 
 from autograder.grading.pipeline import EXERCISES, SOLUTIONS
 
-from .conftest import REPOSITORY, normalized, read_notebook, secret_lines, visible_text
+from .conftest import REPOSITORY, code_text, normalized, read_notebook, secret_lines, visible_text
 
 JUPYTER_BOOK = str(Path(sys.executable).with_name("jupyter-book"))
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -62,7 +62,7 @@ def test_book_never_shows_solutions_or_hidden_tests(built_book):
     for page in built_book.rglob("*.html"):
         raw = page.read_text(errors="replace")
         assert "BEGIN SOLUTION" not in raw and "BEGIN HIDDEN TESTS" not in raw, page
-        text = visible_text(raw)
+        text = visible_text(raw) + "\n" + code_text(raw)
         leaked = [line for line in secrets if normalized(line) in text]
         assert not leaked, f"{page.name} shows solution or hidden-test code: {leaked[:3]}"
     sources = [p for p in built_book.rglob("*") if p.suffix == ".ipynb" and "solutions" in p.parts]
