@@ -50,7 +50,6 @@ LABELS = {
     "num_batches_tracked": "layer.num_batches_tracked",
 }
 
-Config = LayerOptions
 
 
 @dataclass(frozen=True)
@@ -67,15 +66,15 @@ class Inputs:
          ("eval", (1, 4, 2, 3)), ("train", (5, 4, 3, 2)), ("eval", (1, 4, 1, 1))),
     )
     init_channels: tuple = (3, 1)
-    forward_options: tuple = (Config(),)
-    momentum_options: tuple = (Config(momentum=0.3), Config(momentum=None))
+    forward_options: tuple = (LayerOptions(),)
+    momentum_options: tuple = (LayerOptions(momentum=0.3), LayerOptions(momentum=None))
     moving_average: tuple = (((6, 3), 0.1), ((2, 3, 3, 3), 0.3), ((4, 2), None))  # (shape, momentum)
-    other_options: tuple = (Config(affine=False), Config(track_running_stats=False))
+    other_options: tuple = (LayerOptions(affine=False), LayerOptions(track_running_stats=False))
     one_value_shapes: tuple = ((1, 3), (1, 4, 1, 1))  # rejected in training mode
     one_value_in_eval_without_tracking: bool = False
     small_batches: tuple = (("train", (1, 3, 2, 1)), ("eval", (1, 3)))  # accepted
-    backward_train_options: tuple = (Config(), Config(affine=False))
-    backward_eval_options: tuple = (Config(),)
+    backward_train_options: tuple = (LayerOptions(), LayerOptions(affine=False))
+    backward_eval_options: tuple = (LayerOptions(),)
 
 
 VISIBLE = Inputs()
@@ -293,7 +292,7 @@ def _usable(protocol, config, modes):
                  and not (batch_statistics_always and cases.batch_size(shape) == 1))
 
 
-def run_protocol(BatchNorm, protocol, config, dtype, seed, quantities, graded_modes=("train", "eval")):
+def _run_protocol(BatchNorm, protocol, config, dtype, seed, quantities, graded_modes=("train", "eval")):
     """Drive the student's layer and torch's through ``protocol``; compare ``quantities`` after the graded steps.
 
     When eval steps are graded, torch's layer (and every model of a mistake)
@@ -349,7 +348,7 @@ def _run_all(BatchNorm, configs, inputs, quantities, modes=("train", "eval"), gr
                 steps = _usable(protocol, config, modes)
                 if dtype == np.float32 and not _float32_ok(steps, config):
                     continue
-                run_protocol(BatchNorm, steps, config, dtype, inputs.seed + 97 * number, quantities, graded_modes)
+                _run_protocol(BatchNorm, steps, config, dtype, inputs.seed + 97 * number, quantities, graded_modes)
 
 
 # The checks the test cells call -----------------------------------------------------------
@@ -359,8 +358,8 @@ def check_init(BatchNorm, inputs=VISIBLE):
     """A new layer holds torch's initial values; train() and eval() switch the mode and return the layer."""
     __tracebackhide__ = True
     for channels in inputs.init_channels:
-        for config in (Config(), Config(affine=False), Config(track_running_stats=False),
-                       Config(eps=1e-3, momentum=None)):
+        for config in (LayerOptions(), LayerOptions(affine=False), LayerOptions(track_running_stats=False),
+                       LayerOptions(eps=1e-3, momentum=None)):
             case = {"layer": config.describe(channels)}
             layer = _new_layer(BatchNorm, channels, config, case)
             _check_initial_values(layer, channels, config, case)
@@ -462,7 +461,7 @@ def check_moving_average(BatchNorm, inputs=VISIBLE):
     """
     __tracebackhide__ = True
     for shape, momentum in inputs.moving_average:
-        config, channels = Config(momentum=momentum), shape[1]
+        config, channels = LayerOptions(momentum=momentum), shape[1]
         x = cases.activations(shape, np.float64, inputs.seed)
         axes, m = cases.channel_axes(len(shape)), cases.batch_size(shape)
         mu, unbiased = x.mean(axis=axes), x.var(axis=axes) * m / (m - 1)
@@ -500,11 +499,11 @@ def check_one_value_per_channel(BatchNorm, inputs=VISIBLE):
     """Training mode rejects one value per channel with torch's ValueError; other small batches work."""
     __tracebackhide__ = True
     for shape in inputs.one_value_shapes:
-        _expect_value_error(BatchNorm, shape, Config(), "train")
+        _expect_value_error(BatchNorm, shape, LayerOptions(), "train")
     if inputs.one_value_in_eval_without_tracking:  # without running statistics, eval uses the batch's too
-        _expect_value_error(BatchNorm, (1, 3), Config(track_running_stats=False), "eval")
+        _expect_value_error(BatchNorm, (1, 3), LayerOptions(track_running_stats=False), "eval")
     for mode, shape in inputs.small_batches:  # only y: the running statistics earn their points elsewhere
-        run_protocol(BatchNorm, ((mode, shape),), Config(), np.float64, 11 + inputs.seed, ("y",))
+        _run_protocol(BatchNorm, ((mode, shape),), LayerOptions(), np.float64, 11 + inputs.seed, ("y",))
 
 
 def _expect_value_error(BatchNorm, shape, config, mode):

@@ -250,7 +250,7 @@ def _batch(shape, scenario, seed, device):
     return x, dy
 
 
-def run_protocol(BatchNorm, scenario, device, seed, parts):
+def _run_protocol(BatchNorm, scenario, device, seed, parts):
     """Train the student's module and torch's side by side, then evaluate; compare the ``parts`` named.
 
     ``parts`` is a subset of {"training", "running_stats", "registration", "eval"}.
@@ -697,7 +697,7 @@ def check_training(BatchNorm, device, inputs=VISIBLE):
     """Training mode: output, x.grad, weight.grad and bias.grad equal torch's at every step."""
     __tracebackhide__ = True
     for number, scenario in enumerate(inputs.tracking):
-        run_protocol(BatchNorm, scenario, device, inputs.seed + 100 * number, {"training"})
+        _run_protocol(BatchNorm, scenario, device, inputs.seed + 100 * number, {"training"})
 
 
 @graded
@@ -705,7 +705,7 @@ def check_running_stats(BatchNorm, device, inputs=VISIBLE):
     """Training mode: running_mean, running_var (registered buffers, outside the graph) and num_batches_tracked."""
     __tracebackhide__ = True
     for number, scenario in enumerate(inputs.tracking):
-        run_protocol(BatchNorm, scenario, device, inputs.seed + 100 * number, {"running_stats", "registration"})
+        _run_protocol(BatchNorm, scenario, device, inputs.seed + 100 * number, {"running_stats", "registration"})
 
 
 @graded
@@ -713,7 +713,7 @@ def check_eval(BatchNorm, device, inputs=VISIBLE):
     """Eval mode after training: torch's output and gradients with the running statistics, which stay unchanged."""
     __tracebackhide__ = True
     for number, scenario in enumerate(inputs.tracking):
-        run_protocol(BatchNorm, scenario, device, inputs.seed + 100 * number, {"eval"})
+        _run_protocol(BatchNorm, scenario, device, inputs.seed + 100 * number, {"eval"})
 
 
 @graded
@@ -721,7 +721,7 @@ def check_options(BatchNorm, device, inputs=VISIBLE):
     """affine=False, track_running_stats=False, and the ValueError for one value per channel in training."""
     __tracebackhide__ = True
     for number, scenario in enumerate(inputs.options):
-        run_protocol(BatchNorm, scenario, device, inputs.seed + 100 * number, {"training", "eval"})
+        _run_protocol(BatchNorm, scenario, device, inputs.seed + 100 * number, {"training", "eval"})
     for shape in inputs.one_value_shapes:
         _check_one_value_per_channel(BatchNorm, shape, device, inputs.seed)
 

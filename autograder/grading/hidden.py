@@ -41,7 +41,7 @@ def _four_steps_torch(checks):
 
 
 def _train_vs_eval(checks):
-    config = checks.Config
+    config = checks.LayerOptions
     return checks.Inputs(
         seed=SEED,
         # (N, C, L) and volumes, a single channel, tiny batches and many channels.
