@@ -5,10 +5,25 @@ import re
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from autograder.grading.pipeline import BEGIN_SOLUTION, END_SOLUTION, SOLUTIONS, assignments
 
 REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def pytest_collection_finish(session):
+    """Stop when ``--dist loadgroup`` silently stops grouping (pytest-xdist#1386, seen with pytest 9.2.0).
+
+    Each notebook's nbgrader course and the book are built once per worker that
+    runs one of their tests; without grouping both workers build them all.
+    """
+    if not getattr(session.config.option, "loadgroup", False):
+        return
+    grouped = [item for item in session.items if item.get_closest_marker("xdist_group")]
+    if grouped and not any("@" in item.nodeid for item in grouped):
+        raise pytest.UsageError("--dist loadgroup did not group the tests by xdist_group (pytest-xdist#1386); "
+                                "requirements.txt pins a pytest with which it does")
 
 
 def source_notebooks():
