@@ -106,7 +106,9 @@ def forward(x, gamma, beta, eps):
         "gamma_beta_swapped": lambda: bn(scale=b, shift=g),
         "statistics_over_axis_0": lambda: bn(axis=0),
         "per_sample_statistics": lambda: bn(axis=tuple(range(1, x.ndim))),
-        "channels_mixed_by_reshape": lambda: _forward_with_mixed_channels(x64, gamma, beta, eps),
+        "channels_mixed_by_reshape/flat": lambda: _forward_with_mixed_channels(x64, gamma, beta, eps),
+        "channels_mixed_by_reshape/scaled_per_channel":
+            lambda: g * _forward_with_mixed_channels(x64, np.ones_like(gamma), np.zeros_like(beta), eps) + b,
     }
     if np.asarray(x).dtype == np.float64:
         mistakes["computed_in_float32"] = lambda: _forward_in_float32(x, gamma, beta, eps)
@@ -150,7 +152,9 @@ def backward(x, gamma, dy, eps):
         "dx_is_dy_over_std": lambda: dy64 * inv_std,
         "dx_without_gamma": lambda: dx_formula(dy64),
         "dx_sums_over_axis_0": lambda: _dx_over_axis_0(x64, g, dy64, eps),
-        "channels_mixed_by_reshape": lambda: _dx_with_mixed_channels(x64, gamma, dy64, eps),
+        "channels_mixed_by_reshape/flat": lambda: _dx_with_mixed_channels(x64, gamma, dy64, eps),
+        "channels_mixed_by_reshape/scaled_per_channel":
+            lambda: _dx_with_mixed_channels(x64, np.ones_like(gamma), dy64 * g, eps),
     }
     if x64.ndim > 2:
         n = x64.shape[0]
