@@ -41,11 +41,12 @@ def graded(check):
         with _captured_output() as captured:
             try:
                 return check(*args, **kwargs)
-            except CheckFailure as failure:
-                quoted = _quote(captured)
-                if quoted:
-                    failure.args = (f"{str(failure).rstrip()}\n{quoted}",)
-                raise
+            except CheckFailure as error:
+                failure = error
+        quoted = _quote(captured)  # after the capture has ended, so that everything it caught is there
+        if quoted:
+            failure.args = (f"{str(failure).rstrip()}\n{quoted}",)
+        raise failure
 
     return run_check
 
