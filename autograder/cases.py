@@ -74,3 +74,17 @@ def upstream_gradient(shape, dtype=np.float64, seed=0):
 def case_seeds(seed, count):
     """``count`` seeds for the cases of one check, derived from the inputs' ``seed``."""
     return [seed + 7 * i for i in range(count)]
+
+
+def batches(inputs, dtypes):
+    """(case description, x, gamma, beta, dy) as NumPy arrays, for every shape of ``inputs`` and every dtype.
+
+    Float32 cases are left out where a batch is too small to be well conditioned.
+    """
+    for shape, seed in zip(inputs.shapes, case_seeds(inputs.seed, len(inputs.shapes))):
+        for dtype in dtypes:
+            if np.dtype(dtype) == np.float32 and batch_size(shape) < MIN_FLOAT32_BATCH:
+                continue
+            gamma, beta = affine_parameters(shape[1], dtype, seed)
+            case = {"shape": shape, "dtype": np.dtype(dtype).name, "seed": seed}
+            yield case, activations(shape, dtype, seed), gamma, beta, upstream_gradient(shape, dtype, seed)

@@ -36,17 +36,6 @@ class Inputs:
 VISIBLE = Inputs()
 
 
-def _each_case(inputs, dtypes=DTYPES):
-    """(case description, x) for every shape, seed and dtype of a check."""
-    __tracebackhide__ = True
-    for shape, case_seed in zip(inputs.shapes, cases.case_seeds(inputs.seed, len(inputs.shapes))):
-        for dtype in dtypes:
-            if dtype == np.float32 and cases.batch_size(shape) < cases.MIN_FLOAT32_BATCH:
-                continue
-            x = cases.activations(shape, dtype, case_seed)
-            yield {"shape": shape, "dtype": np.dtype(dtype).name, "seed": case_seed}, x
-
-
 def _expect_array(name, value, x, case):
     __tracebackhide__ = True
     expect_array(name, value, x.dtype, case,
@@ -79,7 +68,7 @@ def _eps_variants(inputs, case):
 def check_batch_mean(batch_mean, inputs=VISIBLE):
     """batch_mean(x) is the per-channel mean over every axis but 1."""
     __tracebackhide__ = True
-    for case, x in _each_case(inputs):
+    for case, x, *_ in cases.batches(inputs, DTYPES):
         got = call("batch_mean(x)", batch_mean, x, case=case)
         _expect_array("batch_mean(x)", got, x, case)
         expected, _ = reference.batch_statistics(x)
@@ -91,7 +80,7 @@ def check_batch_mean(batch_mean, inputs=VISIBLE):
 def check_batch_var(batch_var, inputs=VISIBLE):
     """batch_var(x) is the biased per-channel variance (divide by m = N*H*W)."""
     __tracebackhide__ = True
-    for case, x in _each_case(inputs):
+    for case, x, *_ in cases.batches(inputs, DTYPES):
         got = call("batch_var(x)", batch_var, x, case=case)
         _expect_array("batch_var(x)", got, x, case)
         _, expected = reference.batch_statistics(x)
@@ -102,7 +91,7 @@ def check_batch_var(batch_var, inputs=VISIBLE):
 def check_normalize(normalize, inputs=VISIBLE):
     """normalize(x, mean, var, eps) = (x - mean) / sqrt(var + eps), per channel."""
     __tracebackhide__ = True
-    for case, x in _each_case(inputs):
+    for case, x, *_ in cases.batches(inputs, DTYPES):
         mean, var = (s.astype(x.dtype) for s in reference.batch_statistics(x))
         for this_case, kwargs, shown in _eps_variants(inputs, case):
             eps = this_case["eps"]
@@ -121,9 +110,8 @@ def check_normalize(normalize, inputs=VISIBLE):
 def check_scale_shift(scale_shift, inputs=VISIBLE):
     """scale_shift(x_hat, gamma, beta) = gamma * x_hat + beta, per channel."""
     __tracebackhide__ = True
-    for case, x in _each_case(inputs):
+    for case, x, gamma, beta, _dy in cases.batches(inputs, DTYPES):
         x_hat = x - x.mean(axis=cases.channel_axes(x.ndim), keepdims=True)
-        gamma, beta = cases.affine_parameters(x.shape[1], x.dtype, case["seed"])
         got = call("scale_shift(x_hat, gamma, beta)", scale_shift, x_hat, gamma, beta, case=case,
                    advice=_advice("gamma and beta have shape (C,); reshape them to (1, C, 1, 1) for images"))
         _expect_array("scale_shift(x_hat, gamma, beta)", got, x, case)
@@ -137,8 +125,7 @@ def check_scale_shift(scale_shift, inputs=VISIBLE):
 def check_bn_forward(bn_forward, inputs=VISIBLE):
     """bn_forward(x, gamma, beta, eps) returns (y, cache) with y equal to torch's batch norm."""
     __tracebackhide__ = True
-    for case, x in _each_case(inputs):
-        gamma, beta = cases.affine_parameters(x.shape[1], x.dtype, case["seed"])
+    for case, x, gamma, beta, _dy in cases.batches(inputs, DTYPES):
         for this_case, kwargs, shown in _eps_variants(inputs, case):
             eps = this_case["eps"]
             name = "y returned by bn_forward(x, gamma, beta" + shown + ")"
@@ -180,9 +167,7 @@ def check_dx(bn_forward, bn_backward, inputs=VISIBLE):
 
 def _check_gradients(bn_forward, bn_backward, inputs, names):
     __tracebackhide__ = True
-    for case, x in _each_case(inputs):
-        gamma, beta = cases.affine_parameters(x.shape[1], x.dtype, case["seed"])
-        dy = cases.upstream_gradient(x.shape, x.dtype, case["seed"])
+    for case, x, gamma, beta, dy in cases.batches(inputs, DTYPES):
         got = dict(zip(("dx", "dgamma", "dbeta"), _backward_results(bn_forward, bn_backward, x, gamma, beta, dy, case)))
         expected = dict(zip(("dx", "dgamma", "dbeta"), reference.batch_norm_gradients(x, gamma, beta, dy)))
         mistakes = mistaken.backward(x, gamma, dy, EPS)

@@ -47,19 +47,11 @@ class Inputs:
 VISIBLE = Inputs()
 
 
-def _each_case(device, inputs, dtypes=DTYPES):
-    """(case description, x, gamma, beta, dy) as NumPy arrays, for every shape, seed and dtype."""
+def _each_case(device, inputs):
+    """(case description, x, gamma, beta, dy) as NumPy arrays, for every shape and dtype, on ``device``."""
     __tracebackhide__ = True
-    for shape, case_seed in zip(inputs.shapes, cases.case_seeds(inputs.seed, len(inputs.shapes))):
-        for dtype in dtypes:
-            if dtype == torch.float32 and cases.batch_size(shape) < cases.MIN_FLOAT32_BATCH:
-                continue
-            np_dtype = numpy_dtype(dtype)
-            x = cases.activations(shape, np_dtype, case_seed)
-            gamma, beta = cases.affine_parameters(shape[1], np_dtype, case_seed)
-            dy = cases.upstream_gradient(shape, np_dtype, case_seed)
-            case = {"shape": shape, "dtype": np.dtype(np_dtype).name, "device": str(device), "seed": case_seed}
-            yield case, x, gamma, beta, dy
+    for case, *arrays in cases.batches(inputs, [numpy_dtype(dtype) for dtype in DTYPES]):
+        yield (dict(case, device=str(device)), *arrays)
 
 
 def _signature(eps):

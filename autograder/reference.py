@@ -4,6 +4,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .cases import channel_axes
+
 
 def _tensor(array, requires_grad=False):
     return torch.tensor(np.asarray(array, dtype=np.float64), dtype=torch.float64, requires_grad=requires_grad)
@@ -26,5 +28,5 @@ def batch_norm_gradients(x, gamma, beta, dy, eps=1e-5):
 def batch_statistics(x):
     """Per-channel mean and biased variance, over every axis but 1, in float64."""
     x_t = _tensor(x)
-    axes = [0] + list(range(2, x_t.dim()))
+    axes = list(channel_axes(x_t.dim()))
     return x_t.mean(dim=axes).numpy(), x_t.var(dim=axes, unbiased=False).numpy()
