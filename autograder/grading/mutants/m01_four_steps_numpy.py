@@ -83,6 +83,20 @@ MUTANTS += [
     variant("warning_in_unused_computation",
             ("normalize", NORMALIZE, "spread = 1.0 / np.sqrt(channel_shape(var, x))  # inf on a constant channel\n    "
              + NORMALIZE)),
+    # CS231n's staged backward, node by node through the computational graph.
+    variant("staged_backward",
+            ("bn_backward",
+             "    dx = channel_shape(inv_std, dy) / m * (\n"
+             "        m * dx_hat\n"
+             "        - dx_hat.sum(axis=reduce_axes, keepdims=True)\n"
+             "        - x_hat * (dx_hat * x_hat).sum(axis=reduce_axes, keepdims=True)\n"
+             "    )\n",
+             "    istd = channel_shape(inv_std, dy)\n"
+             "    xmu = x_hat / istd\n"
+             "    divar = (dx_hat * xmu).sum(axis=reduce_axes, keepdims=True)\n"
+             "    dvar = 0.5 * istd * (-istd ** 2 * divar)\n"
+             "    dxmu = dx_hat * istd + 2 * xmu * np.ones_like(dy) / m * dvar\n"
+             "    dx = dxmu - dxmu.sum(axis=reduce_axes, keepdims=True) / m\n")),
     # The mean as (1/m) * sum(x): one ulp off on a constant float32 channel, still correct.
     variant("mean_as_sum_times_reciprocal",
             ("batch_mean", "return x.mean(axis=reduce_axes)",

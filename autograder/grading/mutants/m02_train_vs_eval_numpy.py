@@ -76,6 +76,10 @@ MUTANTS += [
 
 # Correct submissions written differently: each must keep full marks.
 MUTANTS += [
+    # The moving average written as a step towards the batch statistic, in place on the layer's own arrays.
+    variant("moving_average_as_an_increment",
+            ("forward", MEAN_UPDATE, "layer.running_mean += weight * (mean - layer.running_mean)"),
+            ("forward", VAR_UPDATE, "layer.running_var += weight * (unbiased_var - layer.running_var)")),
     variant("warning_in_unused_computation",
             ("forward", "inv_std = 1.0 / np.sqrt(var + layer.eps)",
              "spread = 1.0 / np.sqrt(var)  # inf on a constant channel\n    inv_std = 1.0 / np.sqrt(var + layer.eps)")),

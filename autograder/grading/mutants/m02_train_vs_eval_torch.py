@@ -84,6 +84,10 @@ MUTANTS += [
 
 # Correct submissions written differently: each must keep full marks.
 MUTANTS += [
+    # Buffers reassigned with new tensors (nn.Module keeps them registered) from detached statistics.
+    variant("buffers_reassigned_from_detached_statistics",
+            (MODULE, UPDATE, "self.running_mean = (1 - factor) * self.running_mean + factor * mean.detach()\n"
+                             "            self.running_var = (1 - factor) * self.running_var + factor * unbiased_var.detach()")),
     variant("user_warning_in_unused_computation",
             (MODULE, "            mean = x.mean(dim=reduce_dims)\n",
              "            mean = x.mean(dim=reduce_dims)\n            unused = mean.new_tensor(mean)\n")),
