@@ -186,3 +186,33 @@ def _dx_with_mixed_channels(x, gamma, dy, eps):
     normalized = (flat - flat.mean(axis=0)) * scale
     dx = scale * (upstream - upstream.mean(0) - normalized * (upstream * normalized).mean(0))
     return dx.reshape(x.shape)
+
+
+def fold(W, b, gamma, beta, running_mean, running_var, eps):
+    """Wrong (W2, b2) of BN folded into the layer before it, by quantity; W has its output axis first."""
+    W, running_mean, running_var = _float64(W, running_mean, running_var)
+    out = W.shape[0]
+    b = np.zeros(out) if b is None else np.asarray(b, np.float64)
+    g = np.ones(out) if gamma is None else np.asarray(gamma, np.float64)
+    beta = np.zeros(out) if beta is None else np.asarray(beta, np.float64)
+
+    def rows(scale):
+        return W * scale.reshape((-1,) + (1,) * (W.ndim - 1))
+
+    scale = g / np.sqrt(running_var + eps)
+    scales = {
+        "eps_outside_root": g / (np.sqrt(running_var) + eps),
+        "eps_ignored": g / np.sqrt(running_var + DEFAULT_EPS),
+        "divided_by_variance": g / (running_var + eps),
+        "fold_scale_inverted": g * np.sqrt(running_var + eps),
+    }
+    weights = {key: (lambda s=s: rows(s)) for key, s in scales.items()}
+    weights["fold_input_axis_scaled"] = lambda: W * scale.reshape((1, -1) + (1,) * (W.ndim - 2))
+    weights["gamma_beta_swapped"] = lambda: rows(beta / np.sqrt(running_var + eps))
+    biases = {key: (lambda s=s: (b - running_mean) * s + beta) for key, s in scales.items()}
+    biases.update({
+        "fold_mean_term_missing": lambda: b * scale + beta,
+        "fold_bias_dropped": lambda: beta - running_mean * scale,
+        "gamma_beta_swapped": lambda: (b - running_mean) * beta / np.sqrt(running_var + eps) + g,
+    })
+    return {"W2": weights, "b2": biases}

@@ -96,6 +96,25 @@ CATALOGUE = {
     "input_modified_in_place":
         "an in-place operation on an argument (x -= mean, x /= std, x[...] = ..., torch's sub_/div_); work on new "
         "arrays instead, e.g. x_centered = x - mean.",
+    # Folding BN into the previous layer, and where BN goes --------------------------------
+    "fold_mean_term_missing":
+        "the folded bias lacks the running mean: b2 = (b - running_mean) * gamma / sqrt(running_var + eps) + beta",
+    "fold_bias_dropped":
+        "the layer's own bias b was dropped; it passes through BN too: b2 = (b - running_mean) * scale + beta, "
+        "with b = 0 only when the layer has no bias",
+    "fold_input_axis_scaled":
+        "you scaled W along its input axis; BN scales each output unit, so every row of W (axis 0, shape (out, ...)) "
+        "is multiplied by its own gamma / sqrt(running_var + eps)",
+    "fold_scale_inverted":
+        "the BN scale is inverted: multiply W by gamma / sqrt(running_var + eps), do not multiply by the root",
+    "placement_reversed":
+        "the placement is reversed: \"bn_relu\" is Linear -> BN -> ReLU and \"relu_bn\" is Linear -> ReLU -> BN",
+    "bn_skipped":
+        "the BN layers were skipped: with placement \"bn_relu\" or \"relu_bn\" every hidden layer has its BN",
+    "bn_without_placement":
+        "with placement \"none\" there is no BN: ignore the bn entries (Linear -> ReLU only)",
+    "output_layer_activated":
+        "the output layer got a ReLU (or a BN): the last Linear layer gives the logits as they are",
     # Running statistics and modes -------------------------------------------------------------
     "momentum_reversed":
         "the momentum convention is reversed: PyTorch's momentum weights the NEW batch, running = (1 - momentum) * "

@@ -30,3 +30,39 @@ def batch_statistics(x):
     x_t = _tensor(x)
     axes = list(channel_axes(x_t.dim()))
     return x_t.mean(dim=axes).numpy(), x_t.var(dim=axes, unbiased=False).numpy()
+
+
+def folded_weights(W, b, gamma, beta, running_mean, running_var, eps=1e-5):
+    """(W2, b2) of an eval-mode BN folded into the Linear (W of 2 dims) or Conv2d (4 dims) before it, by
+    torch.nn.utils.fusion in float64; gamma and beta None mean affine=False."""
+    from torch.nn.utils.fusion import fuse_conv_bn_weights, fuse_linear_bn_weights
+
+    channels = W.shape[0]
+    gamma = np.ones(channels) if gamma is None else gamma
+    beta = np.zeros(channels) if beta is None else beta
+    fuse = fuse_conv_bn_weights if np.ndim(W) == 4 else fuse_linear_bn_weights
+    W2, b2 = fuse(_tensor(W), None if b is None else _tensor(b), _tensor(running_mean), _tensor(running_var), eps,
+                  _tensor(gamma), _tensor(beta))
+    return W2.detach().numpy(), b2.detach().numpy()
+
+
+def mlp_eval(x, layers, placement):
+    """The eval-mode output of an MLP built from torch.nn modules: Linear, then BN and ReLU in ``placement``'s order."""
+    modules = []
+    for W, b, bn in layers:
+        linear = torch.nn.Linear(W.shape[1], W.shape[0], dtype=torch.float64)
+        with torch.no_grad():
+            linear.weight.copy_(_tensor(W))
+            linear.bias.copy_(_tensor(b))
+        modules.append(linear)
+        if bn is None:
+            continue
+        norm = torch.nn.BatchNorm1d(W.shape[0], eps=bn["eps"], dtype=torch.float64)
+        with torch.no_grad():
+            for name, key in (("weight", "gamma"), ("bias", "beta"), ("running_mean", "running_mean"),
+                              ("running_var", "running_var")):
+                getattr(norm, name).copy_(_tensor(bn[key]))
+        hidden = {"bn_relu": [norm, torch.nn.ReLU()], "relu_bn": [torch.nn.ReLU(), norm], "none": [torch.nn.ReLU()]}
+        modules.extend(hidden[placement])
+    with torch.no_grad():
+        return torch.nn.Sequential(*modules).eval()(_tensor(x)).numpy()

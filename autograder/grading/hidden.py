@@ -101,10 +101,19 @@ def _precise_bn(checks):
                                 plan("mlp", True, False, (3, 11, 8, 20, 2))))
 
 
+def _placement(checks):
+    # A single output unit, a single input, squares (where a wrong axis computes), depthwise-like and 5x1 kernels,
+    # deeper and narrower MLPs, a batch of two.
+    return checks.Inputs(seed=SEED, linear_shapes=((5, 5), (1, 9), (8, 2), (3, 3)),
+                         conv_shapes=((8, 1, 3, 3), (3, 3, 1, 1), (2, 6, 5, 1), (5, 5, 3, 3)), custom_eps=0.1,
+                         mlp_sizes=((3, 4, 4, 4, 2), (9, 5, 1)), batch_size=2)
+
+
 INPUTS = {
     "four_steps": _four_steps,
     "four_steps_torch": _four_steps_torch,
     "train_vs_eval": _train_vs_eval,
     "train_vs_eval_torch": _train_vs_eval_torch,
     "precise_bn": _precise_bn,
+    "placement": _placement,
 }
