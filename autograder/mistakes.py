@@ -115,6 +115,30 @@ CATALOGUE = {
         "with placement \"none\" there is no BN: ignore the bn entries (Linear -> ReLU only)",
     "output_layer_activated":
         "the output layer got a ReLU (or a BN): the last Linear layer gives the logits as they are",
+    "fuse_hyperparameters_lost":
+        "the fused convolution lost the original's stride, padding, dilation or groups: copy the convolution "
+        "(copy.deepcopy(conv)) and change only its weight and bias",
+    "fuse_in_training_mode":
+        "a BN in training mode (or without running statistics) normalizes with each batch's statistics, so it "
+        "cannot be folded: raise ValueError and say why",
+    "modules_modified":
+        "the modules you were given were modified; fuse into copies (copy.deepcopy) and leave the originals as "
+        "they were",
+    "bn_after_activation_folded":
+        "a BN that follows a ReLU (or any module other than a Conv2d or Linear) was folded; only a BN directly "
+        "after a Conv2d or Linear in the same Sequential can be folded into it",
+    "nested_sequential_missed":
+        "a Conv2d or Linear followed by a BN inside a nested nn.Sequential was left unfused: recurse into the "
+        "children that are Sequentials themselves",
+    "conv_bias_before_bn":
+        "the convolution before BN has a bias; BN's mean subtraction cancels it, so conv_bn_relu uses bias=False",
+    "padding_not_same":
+        "the convolution does not keep the spatial size: for an odd kernel k use padding=k // 2",
+    "preact_identity_missing":
+        "the residual connection is missing: a pre-activation block returns x + conv2(relu(bn2(conv1(relu(bn1(x))))))",
+    "preact_order":
+        "the order is post-activation (conv -> BN -> ReLU); a pre-activation block runs bn1 -> ReLU -> conv1 -> bn2 "
+        "-> ReLU -> conv2, then adds x",
     # Running statistics and modes -------------------------------------------------------------
     "momentum_reversed":
         "the momentum convention is reversed: PyTorch's momentum weights the NEW batch, running = (1 - momentum) * "

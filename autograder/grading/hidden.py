@@ -109,6 +109,16 @@ def _placement(checks):
                          mlp_sizes=((3, 4, 4, 4, 2), (9, 5, 1)), batch_size=2)
 
 
+def _placement_torch(checks):
+    return checks.Inputs(
+        seed=SEED,
+        convs=(dict(in_channels=2, out_channels=5, kernel_size=(3, 1), padding=(1, 0), bias=False),
+               dict(in_channels=4, out_channels=8, kernel_size=3, stride=(2, 1), groups=4, padding=1),
+               dict(in_channels=3, out_channels=3, kernel_size=5, dilation=(1, 2), padding=(2, 4), bias=False)),
+        linears=(dict(in_features=1, out_features=4), dict(in_features=6, out_features=6, bias=False)),
+        image_size=(6, 11), batch_size=2, eps=0.1)
+
+
 INPUTS = {
     "four_steps": _four_steps,
     "four_steps_torch": _four_steps_torch,
@@ -116,4 +126,5 @@ INPUTS = {
     "train_vs_eval_torch": _train_vs_eval_torch,
     "precise_bn": _precise_bn,
     "placement": _placement,
+    "placement_torch": _placement_torch,
 }
