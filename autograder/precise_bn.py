@@ -178,14 +178,14 @@ def _compare_recomputed(model, before, expected, BatchNorm, case):
 
     The values in the student's own layer depend on its running-statistics
     update, which the running-statistics check grades; here it only has to
-    have moved away from its stale values.
+    have been reset and fed every batch once (its count says so).
     """
     __tracebackhide__ = True
     for index, values in expected.items():
         layer = model[index]
         label = _layer_name(layer, index, BatchNorm)
         if not isinstance(layer, nn.modules.batchnorm._BatchNorm):
-            _assert_re_estimated(layer, before["statistics"][index], label, case)
+            _assert_re_estimated(layer, before["statistics"][index], values["num_batches_tracked"], label, case)
             continue
         mistakes = _recompute_mistakes(before["statistics"][index], values["moments"], before["momentum"][index])
         hint = ("precise BN: reset the statistics, set momentum=None (a cumulative average), model.train(), "
@@ -203,14 +203,20 @@ def _compare_recomputed(model, before, expected, BatchNorm, case):
             )
 
 
-def _assert_re_estimated(layer, stale, label, case):
+def _assert_re_estimated(layer, stale, expected_count, label, case):
+    """The student's own layer was reset and passed every batch: it counts exactly the batches of this run."""
     __tracebackhide__ = True
-    now = statistics_of(layer)
-    if all(torch.equal(now[statistic], stale[statistic]) for statistic in STATISTICS):
-        raise CheckFailure(
-            f"the running statistics of {label} are the stale ones they held before recompute_bn_stats\n"
-            f"  input: {describe_case(case)}\n  likely cause: {sentence('precise_skipped_own_layer', 'torch')}"
-        )
+    count = statistics_of(layer)["num_batches_tracked"]
+    if count == expected_count:
+        return
+    skipped = count == stale["num_batches_tracked"] + expected_count or all(
+        torch.equal(statistics_of(layer)[statistic], stale[statistic]) for statistic in STATISTICS)
+    raise CheckFailure(
+        f"num_batches_tracked of {label} after recompute_bn_stats is {count}, expected {expected_count} (its "
+        f"statistics reset, then one count per batch; it was {stale['num_batches_tracked']} before)\n"
+        f"  input: {describe_case(case)}\n"
+        + (f"  likely cause: {sentence('precise_skipped_own_layer', 'torch')}" if skipped else
+           "  hint: reset every batch-norm layer of the model, yours included, then run each batch once"))
 
 
 RESET = {"running_mean": 0.0, "running_var": 1.0}
