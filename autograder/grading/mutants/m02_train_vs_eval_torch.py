@@ -65,7 +65,7 @@ MUTANTS = [
            "var = ((x - channel_shape(mean, x)) ** 2).sum(dim=reduce_dims) / (values_per_channel - 1)")),
     plant("recompute_skips_your_layer", "precise_skipped_own_layer",
           (RECOMPUTE, "isinstance(module, (nn.modules.batchnorm._BatchNorm, BatchNorm))",
-           "isinstance(module, nn.modules.batchnorm._BatchNorm)")),
+           "isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))")),
     plant("recompute_momentum_not_restored", "momentum_not_restored",
           (RECOMPUTE, "        layer.momentum = momentum\n", "        pass\n")),
     plant("recompute_exponential_average", "precise_exponential_average",
