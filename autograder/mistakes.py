@@ -230,6 +230,93 @@ CATALOGUE = {
     "mode_not_restored":
         "training mode not restored: remember model.training before calling model.train(), and restore it "
         "afterwards (model.train(was_training))",
+    # The variants: layer, group, instance and RMS normalization ---------------------------
+    "ln_over_batch":
+        "you reduced over the batch {axis} 0, as batch norm does; layer norm computes one mean and variance per "
+        "sample, over the trailing normalized_shape {axis}es",
+    "ln_last_axis_only":
+        "you reduced over the last {axis} only; normalized_shape (for example (C, H, W)) names every trailing "
+        "{axis} the statistics run over: {axis}=tuple(range(-len(normalized_shape), 0))",
+    "ln_over_everything":
+        "you reduced over every {axis}, the batch included; layer norm keeps one mean and variance per sample",
+    "variant_unbiased_variance":
+        "you normalized with the unbiased variance (dividing by m - 1); layer, group and instance norm use the "
+        "biased variance, dividing by the number m of values normalized together",
+    "variant_no_eps":
+        "no eps: a constant group of values (variance 0) gives 0/0 = nan; divide by {sqrt}(var + eps)",
+    "rms_eps_none":
+        "eps=None was not handled as torch does: it means the machine epsilon of the computation dtype, "
+        "torch.finfo(dtype).eps (float64's for float64 input; float32's for float32, float16 and bfloat16 input)",
+    "rms_low_precision_computed":
+        "you computed in the input's float16/bfloat16: x ** 2 overflows float16 above 256 and rounds coarsely; "
+        "as torch does, compute in float32 (x.float()) and cast the result back once, at the end",
+    "rms_low_precision_cast_before_weight":
+        "you cast back to the input's dtype before multiplying by the weight; torch multiplies by the weight in "
+        "float32 and rounds once: (x_float * rsqrt(mean + eps) * weight.float()).to(x.dtype)",
+    "delegates_to_torch_normalization":
+        "delegating to torch's own normalization (F.layer_norm, F.group_norm, F.rms_norm, their torch.* forms or "
+        "the nn modules); compute the statistics and the normalization yourself with tensor operations",
+    "sync_local_only":
+        "each process returned its own batch's statistics: gather every process's count, mean and centred sum of "
+        "squares (dist.all_gather or all_reduce) and merge them",
+    "sync_variance_averaged":
+        "you averaged the processes' variances; that ignores how far each process's mean lies from the global "
+        "mean (and, with uneven sizes, how many values each has): merge counts, means and centred sums as "
+        "Chan's formula does",
+    "sync_means_without_counts":
+        "you averaged the processes' means without weighting them by their counts; with uneven batch sizes the "
+        "global mean is sum(n_i * mean_i) / sum(n_i)",
+    "sync_summed_not_averaged":
+        "you all_reduce'd the per-process means with SUM and did not divide: the result is the sum over processes",
+    "one_pass_variance":
+        "with a large mean, the variance E[x^2] - E[x]^2 (one pass) subtracts two nearly equal numbers and loses "
+        "its digits (catastrophic cancellation); subtract the mean first: mean((x - mean) ** 2)",
+    "variant_eps_ignored":
+        "you ignored the eps you were given and used the default always",
+    "gn_per_group_affine":
+        "gamma and beta were applied per group (one value for each group); in group norm they are per channel, "
+        "shape (C,), applied after the groups are put back to (N, C, ...)",
+    "gn_groups_interleaved":
+        "your groups interleave the channels (channel c in group c % G); group g is the contiguous block of "
+        "channels g*C/G ... (g+1)*C/G - 1: reshape to (N, G, C // G, ...)",
+    "gn_per_channel":
+        "you normalized each channel on its own (instance norm); group norm shares one mean and variance among "
+        "the C / G channels of a group",
+    "gn_over_batch":
+        "your statistics include the batch {axis}; group norm computes them per sample and group",
+    "in_over_batch":
+        "you reduced over the batch {axis} too, as batch norm does; instance norm computes one mean and variance "
+        "per sample and channel, over the spatial {axis}es 2, 3, ... only",
+    "in_over_channels":
+        "you reduced over the channel {axis} too, as layer norm does; instance norm computes one mean and variance "
+        "per sample and channel, over the spatial {axis}es 2, 3, ... only",
+    "instance_one_value":
+        "with one spatial value per channel, instance norm would map every value to 0 (x - mean is 0): raise "
+        "ValueError, as torch does in training",
+    "rms_mean_subtracted":
+        "you subtracted the mean, as layer norm does; RMSNorm only divides by the root mean square "
+        "{sqrt}(mean(x ** 2) + eps), without centring",
+    "rms_eps_outside_root":
+        "eps is added outside the square root: rms = {sqrt}(mean(x ** 2) + eps), not {sqrt}(mean(x ** 2)) + eps",
+    "rms_sum_not_mean":
+        "you divided by the root of the sum of squares; RMS is the root of their mean, {sqrt}(mean(x ** 2) + eps)",
+    "rms_no_eps":
+        "no eps: an all-zero row gives 0/0 = nan; divide by {sqrt}(mean(x ** 2) + eps)",
+    "rms_dx_constant_rms":
+        "dx treats the root mean square as a constant (dx = gamma * dy / rms); rms depends on every x of the row, "
+        "which adds the term -x * mean(gamma * dy * x) / rms ** 3",
+    "rms_dx_with_mean_term":
+        "dx has a mean term -mean(dx_hat), as layer norm's does; RMSNorm subtracts no mean, so its dx has only the "
+        "term through rms",
+    "variant_dx_constant_statistics":
+        "dx treats the mean and the variance as constants (dx = gamma * dy / {sqrt}(var + eps)); both depend on "
+        "every x of the group they are computed over, which adds two terms",
+    "variant_gradient_sums":
+        "dgamma and dbeta have the shape of gamma: sum dy * x_hat (and dy) over every {axis} that gamma is "
+        "broadcast along (the batch {axis}es for layer norm; {axis}=(0, 2, 3, ...) for group norm)",
+    "affine_none_gradients":
+        "without gamma and beta (None) there is nothing to differentiate: the backward returns None for dgamma "
+        "and dbeta",
 }
 
 

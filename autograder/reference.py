@@ -66,3 +66,24 @@ def mlp_eval(x, layers, placement):
         modules.extend(hidden[placement])
     with torch.no_grad():
         return torch.nn.Sequential(*modules).eval()(_tensor(x)).numpy()
+
+
+def normalization(kind, x, size, gamma=None, beta=None, eps=1e-5, dy=None):
+    """y of torch's layer, group, instance or RMS normalization in float64 (``kind`` as in
+    :mod:`autograder.mistaken_variants`; ``size`` is normalized_shape or num_groups); with ``dy``,
+    also {"dx", "dgamma", "dbeta"} by autograd (None where there is no parameter)."""
+    x_t = _tensor(x, dy is not None)
+    gamma_t, beta_t = (None if p is None else _tensor(p, dy is not None) for p in (gamma, beta))
+    if kind in ("layer", "rms"):
+        shape = (size,) if isinstance(size, int) else tuple(size)
+        y = (F.layer_norm(x_t, shape, gamma_t, beta_t, eps) if kind == "layer"
+             else F.rms_norm(x_t, shape, gamma_t, eps))
+    elif kind == "group":
+        y = F.group_norm(x_t, size, gamma_t, beta_t, eps)
+    else:
+        y = F.instance_norm(x_t, eps=eps)
+    if dy is None:
+        return y.detach().numpy()
+    y.backward(_tensor(dy))
+    grads = {"dx": x_t, "dgamma": gamma_t, "dbeta": beta_t}
+    return y.detach().numpy(), {k: None if t is None else t.grad.numpy() for k, t in grads.items()}

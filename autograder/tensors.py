@@ -79,3 +79,43 @@ def error_hint(message, hint=None):
         return ("hint: in forward call ctx.save_for_backward(t1, t2, ...) with tensors only, "
                 "and read them in backward with t1, t2, ... = ctx.saved_tensors")
     return f"hint: {hint or 'read the traceback above to find the failing line.'}"
+
+
+class NormalizationWatcher:
+    """Records calls of torch's own normalizations while active, both as Python functions (``F.layer_norm``,
+    ``torch.rms_norm``: a function mode) and as aten operators (``aten.native_layer_norm``: a dispatch mode),
+    because some of them (RMSNorm) decompose into plain operators before dispatch."""
+
+    NAMES = ("layer_norm", "group_norm", "rms_norm", "batch_norm", "instance_norm")
+
+    def __init__(self):
+        from torch.overrides import TorchFunctionMode
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        calls = self.calls = []
+        names = self.NAMES
+
+        class Functions(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                name = getattr(func, "__name__", str(func))
+                if any(n in name for n in names):
+                    calls.append(name)
+                return func(*args, **(kwargs or {}))
+
+        class Operators(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if any(n in str(func) for n in names):
+                    calls.append(str(func))
+                return func(*args, **(kwargs or {}))
+
+        self._modes = (Functions(), Operators())
+
+    def __enter__(self):
+        for mode in self._modes:
+            mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        for mode in reversed(self._modes):
+            mode.__exit__(*exc)
+        return False

@@ -119,6 +119,56 @@ def _placement_torch(checks):
         image_size=(6, 11), batch_size=2, eps=0.1)
 
 
+def _variants(checks):
+    case = checks.Case
+    # Volumes, a batch of one, 2-D input to group norm, 1 and C groups, tuples of trailing axes,
+    # float32 images, other eps and other large means.
+    return checks.Inputs(
+        seed=SEED,
+        layer=(case((2, 3, 2, 3, 4), (2, 3, 4)), case((1, 9), 9, constant=True),
+               case((9, 4, 6), (4, 6), dtype="float32", eps=1e-3), case((4, 3, 5), (3, 5), mean=-1e5),
+               case((2, 6), (6,), affine=False)),
+        group=(case((5, 6), 2), case((1, 4, 3, 3), 4, constant=True), case((2, 6, 2, 2, 3), 1, eps=1e-3),
+               case((3, 8, 3, 3), 2, dtype="float32"), case((2, 9, 4), 3, mean=5e4)),
+        instance=(case((1, 2, 3, 3)), case((2, 3, 2, 2, 2), constant=True), case((5, 2, 2)),
+                  case((2, 2, 4, 4), dtype="float32", eps=1e-3), case((2, 3, 7), mean=-8e4)),
+        rms=(case((2, 3, 2, 3, 4), (2, 3, 4)), case((1, 7), 7, constant=True), case((5, 6, 8), (6, 8), dtype="float32"),
+             case((4, 3), 3, eps=1e-2), case((3, 2, 6), 6, mean=1e5)),
+        one_value_shapes=((3, 4), (2, 2, 1, 1, 1), (1, 1, 1)),
+    )
+
+
+def _variants_torch(checks):
+    case = checks.Case
+    return checks.Inputs(
+        seed=SEED,
+        layer=(({"normalized_shape": (2, 3, 4)}, case((2, 5, 2, 3, 4), (2, 3, 4))),
+               ({"normalized_shape": [7], "eps": 0.1}, case((1, 7), (7,))),
+               ({"normalized_shape": (4, 6), "bias": False, "elementwise_affine": True}, case((5, 4, 6), (4, 6), dtype="float32")),
+               ({"normalized_shape": 9, "elementwise_affine": False, "eps": 1e-3}, case((3, 2, 9), 9, affine=False, mean=-5e4))),
+        group=(({"num_groups": 3, "num_channels": 9}, case((2, 9), 3)),
+               ({"num_groups": 2, "num_channels": 4, "eps": 1e-3}, case((1, 4, 3, 3), 2, constant=True)),
+               ({"num_groups": 2, "num_channels": 8, "bias": False}, case((3, 8, 2, 2, 2), 2, dtype="float32")),
+               ({"num_groups": 5, "num_channels": 5, "affine": False}, case((2, 5, 6), 5, affine=False, mean=8e4))),
+        rms=(({"normalized_shape": (2, 5)}, case((3, 2, 5), (2, 5), constant=True)),
+             ({"normalized_shape": [6], "eps": 1e-5}, case((7, 6), (6,), dtype="float32")),
+             ({"normalized_shape": 4, "elementwise_affine": False}, case((5, 3, 4), 4, affine=False, dtype="float32")),
+             ({"normalized_shape": 3}, case((4, 3), 3, mean=1e5))),
+        layer_layouts=({"normalized_shape": [5]}, {"normalized_shape": (2, 2, 2), "elementwise_affine": False},
+                       {"normalized_shape": 1, "bias": False, "eps": 0.1}),
+        group_layouts=({"num_groups": 4, "num_channels": 8, "bias": False}, {"num_groups": 1, "num_channels": 1},
+                       {"num_groups": 5, "num_channels": 5, "affine": False, "eps": 1e-3}),
+        group_indivisible=((3, 8), (2, 1)),
+        rms_layouts=({"normalized_shape": [3, 2]}, {"normalized_shape": 7, "eps": 1e-5, "elementwise_affine": False}),
+        low_precision=(("bfloat16", (5, 128), 100.0), ("float16", (2, 3, 40), 500.0), ("float16", (8, 24), 0.01)),
+        # A batch of one on a process, images at a mean of -1e6, float32, a single channel.
+        sync=((((1, 4), (7, 4)), "float64", (5.0, -5.0)),
+              (((3, 2, 3, 3), (2, 2, 3, 3)), "float64", (-1e6, -1e6 + 1.0)),
+              (((16, 3), (4, 3)), "float32", (1.0, 2.0)),
+              (((2, 1, 5), (2, 1, 5)), "float64", (0.0, 0.0))),
+    )
+
+
 INPUTS = {
     "four_steps": _four_steps,
     "four_steps_torch": _four_steps_torch,
@@ -127,4 +177,6 @@ INPUTS = {
     "precise_bn": _precise_bn,
     "placement": _placement,
     "placement_torch": _placement_torch,
+    "variants": _variants,
+    "variants_torch": _variants_torch,
 }

@@ -20,7 +20,8 @@ from .conftest import normalized, read_notebook, source_notebooks, visible_text
 # The minimum corpus size per notebook.
 MINIMUM_CORPUS = {"01_four_steps_numpy": 12, "01_four_steps_torch": 6,
                   "02_train_vs_eval_numpy": 10, "02_train_vs_eval_torch": 10,
-                  "03_placement_numpy": 10, "03_placement_torch": 10}
+                  "03_placement_numpy": 10, "03_placement_torch": 10,
+                  "04_variants_numpy": 10, "04_variants_torch": 10}
 
 NOTEBOOKS = source_notebooks()
 
