@@ -10,9 +10,9 @@ statistics) are reproduced by the layer model of :mod:`autograder.layer_model`.
 """
 
 VOCABULARY = {
-    "numpy": {"axis": "axis", "sqrt": "np.sqrt", "unbiased": "np.var(..., ddof=1)",
+    "numpy": {"axis": "axis", "axes": "axes", "sqrt": "np.sqrt", "unbiased": "np.var(..., ddof=1)",
               "biased": "np.var(x, axis=...)", "api": "NumPy", "last": "x.transpose(0, 2, 3, 1)"},
-    "torch": {"axis": "dim", "sqrt": "torch.sqrt", "unbiased": "torch.var's default",
+    "torch": {"axis": "dim", "axes": "dims", "sqrt": "torch.sqrt", "unbiased": "torch.var's default",
               "biased": "x.var(dim=..., unbiased=False) or correction=0", "api": "PyTorch",
               "last": "x.permute(0, 2, 3, 1)"},
 }
@@ -233,7 +233,7 @@ CATALOGUE = {
     # The variants: layer, group, instance and RMS normalization ---------------------------
     "ln_over_batch":
         "you reduced over the batch {axis} 0, as batch norm does; layer norm computes one mean and variance per "
-        "sample, over the trailing normalized_shape {axis}es",
+        "sample, over the trailing normalized_shape {axes}",
     "ln_last_axis_only":
         "you reduced over the last {axis} only; normalized_shape (for example (C, H, W)) names every trailing "
         "{axis} the statistics run over: {axis}=tuple(range(-len(normalized_shape), 0))",
@@ -286,10 +286,10 @@ CATALOGUE = {
         "your statistics include the batch {axis}; group norm computes them per sample and group",
     "in_over_batch":
         "you reduced over the batch {axis} too, as batch norm does; instance norm computes one mean and variance "
-        "per sample and channel, over the spatial {axis}es 2, 3, ... only",
+        "per sample and channel, over the spatial {axes} 2, 3, ... only",
     "in_over_channels":
         "you reduced over the channel {axis} too, as layer norm does; instance norm computes one mean and variance "
-        "per sample and channel, over the spatial {axis}es 2, 3, ... only",
+        "per sample and channel, over the spatial {axes} 2, 3, ... only",
     "instance_one_value":
         "with one spatial value per channel, instance norm would map every value to 0 (x - mean is 0): raise "
         "ValueError, as torch does in training",
@@ -313,7 +313,7 @@ CATALOGUE = {
         "every x of the group they are computed over, which adds two terms",
     "variant_gradient_sums":
         "dgamma and dbeta have the shape of gamma: sum dy * x_hat (and dy) over every {axis} that gamma is "
-        "broadcast along (the batch {axis}es for layer norm; {axis}=(0, 2, 3, ...) for group norm)",
+        "broadcast along (the batch {axes} for layer norm; {axis}=(0, 2, 3, ...) for group norm)",
     "affine_none_gradients":
         "without gamma and beta (None) there is nothing to differentiate: the backward returns None for dgamma "
         "and dbeta",

@@ -134,7 +134,7 @@ def _check_forward(kind, function, inputs):
         expected = reference.normalization(kind, x, case.size, gamma, beta, eps)
         assert_close(f"y returned by {shown}", y, expected, dtype=x.dtype, case=described,
                      mistakes=mistaken_variants.forward_mistakes(variant, x, gamma, beta, eps, spec.default_eps),
-                     hint=_rounding_hint(kind, case, y, expected))
+                     hint=_rounding_hint(kind, case, y, expected), tolerance=case.tolerance)
 
 
 def _rounding_hint(kind, case, y, expected):
@@ -167,7 +167,7 @@ def _check_backward(kind, forward_function, backward_function, inputs, names):
         eps = spec.eps(case)
         expected_y, expected = reference.normalization(kind, x, case.size, gamma, beta, eps, dy=dy)
         mistakes = mistaken_variants.gradient_mistakes(Variant(kind, case.size), x, gamma, dy, eps)
-        hint = FORWARD_FIRST if _differs(y, expected_y, x.dtype) else None
+        hint = FORWARD_FIRST if _differs(y, expected_y, x.dtype, case.tolerance) else None
         for name in names:
             label = f"{name} returned by {backward_name}"
             if expected[name] is None:
@@ -175,17 +175,17 @@ def _check_backward(kind, forward_function, backward_function, inputs, names):
                 continue
             _expect_array(label, got[name], x, described)
             assert_close(label, got[name], expected[name], dtype=x.dtype, case=described, mistakes=mistakes[name],
-                         hint=hint or _gradient_hint(kind, name))
+                         hint=hint or _gradient_hint(kind, name), tolerance=case.tolerance)
 
 
 FORWARD_FIRST = ("for this input your forward's y is wrong too, and the backward works from what it cached: fix the "
                  "forward first (its check names the mistake)")
 
 
-def _differs(y, expected, dtype):
+def _differs(y, expected, dtype, tolerance):
     __tracebackhide__ = True
     try:
-        assert_close("y", y, expected, dtype=dtype, case={})
+        assert_close("y", y, expected, dtype=dtype, case={}, tolerance=tolerance)
     except CheckFailure:
         return True
     return False
