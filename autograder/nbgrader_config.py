@@ -13,6 +13,8 @@ course directory and re-points it there with ``--CourseDirectory.*`` options;
 ``autograder/tests/test_config.py`` proves that nbgrader loads it.
 """
 
+import importlib
+import importlib.util
 import os
 
 c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
@@ -41,17 +43,32 @@ c.Autograde.create_student = True
 # Returned feedback shows verdicts and messages, never the hidden tests: their
 # code is removed from the test cells and from the tracebacks (nbgrader's own
 # feedback would show both). GetGrades and the CSS header are nbgrader's defaults.
-try:
-    from autograder.grading.feedback import HideHiddenTests
-except ImportError:  # no editable install (pip install -e .), or the student wheel: this clone's copy
-    import importlib.util
+def _grading_module(name):
+    """``autograder.grading.<name>``, or this clone's copy of it (no editable install, or the student wheel)."""
+    try:
+        return importlib.import_module(f"autograder.grading.{name}")
+    except ImportError:
+        path = os.path.join(repository_root, "autograder", "grading", f"{name}.py")
+        spec = importlib.util.spec_from_file_location(f"autograder_grading_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
 
-    _spec = importlib.util.spec_from_file_location(
-        "autograder_grading_feedback", os.path.join(repository_root, "autograder", "grading", "feedback.py"))
-    _feedback = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_feedback)
-    HideHiddenTests = _feedback.HideHiddenTests
+
+HideHiddenTests = _grading_module("feedback").HideHiddenTests
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import GetGrades  # noqa: E402
 
 c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
+
+# Every submission's kernel runs in a sandbox (autograder/grading/sandbox.py): bubblewrap with the system read-only,
+# no network, its own PID namespace and private /tmp, as uid 65534 with limits on memory, processes, file size and
+# CPU time. It sees the interpreter and the check library, never the course folder, the gradebook, the solutions or
+# other submissions; its own folder read-only. Without bwrap (apt-get install bubblewrap) or root, autograde refuses;
+# c.SandboxedKernelManager.allow_unsandboxed = True runs unsandboxed anyway (then the feedback is not trustworthy).
+c.Autograde.autograde_preprocessors = _grading_module("sandbox").autograde_preprocessors()
+c.SandboxedKernelManager.hidden_paths = ["/root", "/home", "/run", "/var/tmp", "/var/run", "/mnt", "/media", "/srv",
+                                         repository_root]
+c.SandboxedKernelManager.readable_paths = [os.path.join(repository_root, "autograder")]
+# Threads count too: a torch kernel and the two gloo processes of Chapter 4's check stay well below this.
+c.SandboxedKernelManager.processes = 256

@@ -1,0 +1,291 @@
+"""Run each notebook's kernel inside a bubblewrap sandbox during ``nbgrader autograde``.
+
+nbgrader executes a student's notebook in an ipykernel that normally runs as the
+grader, with the grader's files, network and processes in reach. This module
+launches that kernel instead as::
+
+    bwrap <mounts> <namespaces> --clearenv <env> -- \\
+        prlimit <limits> -- setpriv --reuid=65534 ... -- python -m ipykernel_launcher -f CONN
+
+* ``bwrap`` (run by root, without a user namespace, see ``NAMESPACES``): the
+  system read-only, a private ``/tmp``, ``/dev`` and ``/proc``; the course root
+  and every path of ``hidden_paths`` covered by empty tmpfs; the interpreter
+  (``sys.prefix``, ``sys.base_prefix``) and ``readable_paths`` bound back
+  read-only; the notebook's working directory bound back read-only (or
+  read-write with ``writable_cwd``); new PID, network, IPC, UTS and cgroup
+  namespaces; ``--die-with-parent`` and ``--new-session``.
+* ``prlimit``: address space, processes, file size, CPU time, no core dumps.
+* ``setpriv``: uid/gid 65534 (nobody), no supplementary groups, no
+  capabilities, no_new_privs.
+
+The kernel talks to the grader over ZeroMQ ``ipc`` (unix sockets), since TCP
+cannot leave its network namespace. The sockets and the connection file (HMAC
+key) live in ``<runtime>/kernel``: ``<runtime>`` is a root-only (0700) folder on
+the host; only ``kernel/`` is bound into the sandbox. Once the kernel has bound
+its sockets, ``kernel/`` is handed back to root so that the kernel can create no
+more files there; the whole folder is deleted when the kernel is cleaned up.
+
+Hook (nbgrader 0.9.6): ``Execute.__init__`` passes ``kernel_manager_class`` as a
+keyword argument, which beats configuration, so ``c.Execute.kernel_manager_class``
+is silently ignored. ``SandboxedExecute`` replaces ``Execute`` in
+``c.Autograde.autograde_preprocessors`` (see ``autograde_preprocessors()``); it
+reads the same ``c.Execute.*`` options. ``SandboxedKernelManager`` is configured
+through ``c.SandboxedKernelManager.*``.
+
+Without bwrap, setpriv, prlimit or root, the kernel refuses to start
+(``SandboxUnavailable``), unless ``c.SandboxedKernelManager.allow_unsandboxed = True``.
+"""
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import weakref
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+from nbgrader.preprocessors import Execute
+from traitlets import Bool, Integer, List, Unicode
+
+NOBODY = 65534
+# --unshare-all would add a user namespace; bwrap run by root then maps only
+# uid 0 in it, so setpriv cannot switch to 65534 (EINVAL), and ``--uid 65534``
+# would map the sandbox's 65534 to the host's root. These are the other
+# namespaces of --unshare-all.
+NAMESPACES = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+# Paths the kernel never needs, covered by tmpfs besides the course root.
+DEFAULT_HIDDEN = ["/root", "/home", "/run", "/var/tmp", "/var/run", "/mnt", "/media", "/srv"]
+DEFAULT_ENV = ["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+               "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED"]
+SHM_SIZE = 64 << 20  # the private /dev/shm, in bytes
+CHANNELS = ["shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"]
+
+
+class SandboxUnavailable(RuntimeError):
+    """The sandbox cannot be set up on this machine; the kernel is not started."""
+
+
+# The bwrap command -------------------------------------------------------------------------
+
+def outermost(paths):
+    """``paths`` without those inside another of them (covering those hides them already)."""
+    paths = [os.path.abspath(p) for p in paths]
+    return [p for i, p in enumerate(paths)
+            if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in paths) and p not in paths[:i]]
+
+
+def made_parents(path, covers):
+    """bwrap options making ``path``'s missing parents, those below a tmpfs of ``covers``, mode 0755.
+
+    bwrap gives the parents it creates for a bind the host's modes (0700 for a
+    root-only folder), which uid 65534 could not cross.
+    """
+    parents = [str(p) for p in reversed(Path(path).parents)]
+    below = [p for p in parents if any(p.startswith(c.rstrip("/") + "/") for c in covers)]
+    return [argument for p in below for argument in ("--perms", "0755", "--dir", p)]
+
+
+def mount_arguments(cwd, runtime, hidden, readable, writable_cwd=False, tmp_size=256 << 20):
+    """bwrap's mount options: read-only system, tmpfs over ``hidden``, ``readable``, ``cwd`` and ``runtime`` bound back."""
+    arguments = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                 "--perms", "1777", "--size", str(tmp_size), "--tmpfs", "/tmp",
+                 # POSIX semaphores (multiprocessing's queues and locks) live in /dev/shm.
+                 "--perms", "1777", "--size", str(SHM_SIZE), "--tmpfs", "/dev/shm"]
+    covers = ["/tmp", "/dev/shm"]
+    for path in outermost(hidden):
+        if os.path.isdir(path) and not os.path.islink(path):
+            arguments += [*made_parents(path, covers), "--tmpfs", path]
+            covers.append(path)
+        elif os.path.exists(path) and not os.path.islink(path):
+            arguments += ["--ro-bind", "/dev/null", path]  # a file: show a (nodev, unreadable) device
+    binds = [("--ro-bind", path) for path in readable if os.path.exists(path)]
+    binds += [("--bind" if writable_cwd else "--ro-bind", cwd), ("--bind", runtime)]
+    for option, path in binds:
+        arguments += [*made_parents(path, covers), option, path, path]
+    return arguments + ["--chdir", cwd]
+
+
+def environment_arguments(environment):
+    """bwrap's environment options: nothing from the grader but ``environment`` (HOME is /tmp)."""
+    arguments = ["--clearenv", "--setenv", "HOME", "/tmp"]
+    for name, value in sorted(environment.items()):
+        arguments += ["--setenv", name, value]
+    return arguments
+
+
+def limit_arguments(address_space, processes, file_size, cpu_seconds):
+    """prlimit's options (hard and soft limits alike)."""
+    return ["prlimit", f"--as={address_space}", f"--nproc={processes}", f"--fsize={file_size}",
+            f"--cpu={cpu_seconds}", "--core=0", "--"]
+
+
+def user_arguments(uid=NOBODY, gid=NOBODY):
+    """setpriv's options: an unprivileged user without groups or capabilities."""
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+            "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+
+
+def sandbox_command(kernel_command, mounts, environment, limits, user):
+    """The full command line that runs ``kernel_command`` in the sandbox."""
+    return [shutil.which("bwrap") or "bwrap", *mounts, *NAMESPACES, "--die-with-parent", "--new-session",
+            *environment, "--", *limits, *user, *kernel_command]
+
+
+# Availability ------------------------------------------------------------------------------
+
+def sandbox_problem():
+    """Why the sandbox cannot run here, or None when it can."""
+    missing = [tool for tool in ("bwrap", "setpriv", "prlimit") if shutil.which(tool) is None]
+    if missing:
+        return f"{', '.join(missing)} not found (apt-get install bubblewrap util-linux)"
+    if os.geteuid() != 0:
+        return "the grader must run as root to switch the kernel to an unprivileged user"
+    probe = [shutil.which("bwrap"), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *NAMESPACES,
+             "--die-with-parent", "--", *user_arguments(), "true"]
+    completed = subprocess.run(probe, capture_output=True, text=True)
+    if completed.returncode != 0:
+        return f"bwrap cannot create namespaces here: {completed.stderr.strip() or completed.returncode}"
+    return None
+
+
+# Runtime folder ----------------------------------------------------------------------------
+
+def make_runtime(parent, uid=NOBODY, gid=NOBODY):
+    """A root-only folder holding ``kernel/``, the kernel's (uid's) folder for its sockets."""
+    runtime = Path(tempfile.mkdtemp(prefix="nbgrader-sandbox-", dir=parent))  # 0700, root
+    kernel = runtime / "kernel"
+    kernel.mkdir(mode=0o700)
+    os.chown(kernel, uid, gid)
+    return runtime
+
+
+def lock_folder(folder):
+    """Hand ``folder`` back to root (0755): the kernel can no longer create files in it."""
+    os.chown(folder, 0, 0)
+    os.chmod(folder, 0o755)
+
+
+# Kernel manager ----------------------------------------------------------------------------
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """An AsyncKernelManager whose kernel runs in bwrap + prlimit + setpriv, over ipc."""
+
+    hidden_paths = List(Unicode(), DEFAULT_HIDDEN,
+                        help="Paths covered by an empty tmpfs (folders) or /dev/null (files); "
+                             "the course root, source folder and gradebook are always added.").tag(config=True)
+    readable_paths = List(Unicode(), [],
+                          help="Paths bound back read-only after hiding (sys.prefix and "
+                               "sys.base_prefix always are).").tag(config=True)
+    passed_environment = List(Unicode(), DEFAULT_ENV,
+                              help="Environment variables passed from the grader to the kernel.").tag(config=True)
+    writable_cwd = Bool(False, help="Bind the notebook's folder read-write (default read-only).").tag(config=True)
+    address_space = Integer(4 << 30, help="RLIMIT_AS in bytes.").tag(config=True)
+    processes = Integer(64, help="RLIMIT_NPROC (processes and threads of the uid).").tag(config=True)
+    file_size = Integer(50 << 20, help="RLIMIT_FSIZE in bytes.").tag(config=True)
+    cpu_seconds = Integer(1800, help="RLIMIT_CPU of the kernel, all cells together.").tag(config=True)
+    tmp_size = Integer(256 << 20, help="Size of the kernel's private /tmp in bytes.").tag(config=True)
+    runtime_parent = Unicode(tempfile.gettempdir(), help="Where the runtime folders are made.").tag(config=True)
+    allow_unsandboxed = Bool(False, help="Run the kernel unsandboxed (with a warning) where bwrap "
+                                         "is unavailable, instead of refusing.").tag(config=True)
+
+    _runtime = None
+    _sandboxed = False
+
+    def course_paths(self):
+        """The course root, source folder and gradebook file, from nbgrader's configuration."""
+        course = self.config.get("CourseDirectory", {})
+        root = os.path.abspath(course.get("root", os.getcwd()))
+        paths = [root, os.path.join(root, course.get("source_directory", "source"))]
+        db_url = course.get("db_url", "")
+        if db_url.startswith("sqlite:///"):
+            paths.append(os.path.abspath(db_url[len("sqlite:///"):]))
+        return paths
+
+    def hidden(self):
+        return list(dict.fromkeys([*self.hidden_paths, *self.course_paths()]))
+
+    def readable(self):
+        interpreter = [os.path.realpath(sys.base_prefix), sys.prefix, os.path.realpath(sys.prefix)]
+        return list(dict.fromkeys([*interpreter, *self.readable_paths]))
+
+    def kernel_environment(self):
+        return {name: os.environ[name] for name in self.passed_environment if name in os.environ}
+
+    def use_sandbox(self):
+        """True to sandbox; False when unavailable and allowed; raises SandboxUnavailable otherwise."""
+        problem = sandbox_problem()
+        if problem is None:
+            return True
+        if self.allow_unsandboxed:
+            self.log.warning("Kernel NOT sandboxed (SandboxedKernelManager.allow_unsandboxed): %s", problem)
+            return False
+        raise SandboxUnavailable(
+            f"Refusing to run a student's kernel without a sandbox: {problem}. Set "
+            "c.SandboxedKernelManager.allow_unsandboxed = True to run it unsandboxed anyway.")
+
+    def prepare_ipc(self):
+        """Point the connection file and ipc sockets at a new runtime folder."""
+        self._runtime = make_runtime(self.runtime_parent)
+        weakref.finalize(self, shutil.rmtree, str(self._runtime), True)
+        kernel = self._runtime / "kernel"
+        self.transport = "ipc"
+        self.ip = str(kernel / "ipc")
+        self.connection_file = str(kernel / "connection.json")
+
+    async def _async_pre_start_kernel(self, **kw):
+        self._sandboxed = self.use_sandbox()
+        if not self._sandboxed:
+            return await super()._async_pre_start_kernel(**kw)
+        self.prepare_ipc()
+        kernel_command, kw = await super()._async_pre_start_kernel(**kw)
+        os.chown(self.connection_file, NOBODY, NOBODY)
+        os.chmod(self.connection_file, 0o400)
+        # bwrap does not forward SIGINT: interrupt (cell timeouts) by a control message.
+        self.kernel_spec.interrupt_mode = "message"
+        cwd = os.path.abspath(kw.get("cwd") or os.getcwd())
+        command = sandbox_command(
+            kernel_command,
+            mount_arguments(cwd, str(self._runtime / "kernel"), self.hidden(), self.readable(),
+                            self.writable_cwd, self.tmp_size),
+            environment_arguments(self.kernel_environment()),
+            limit_arguments(self.address_space, self.processes, self.file_size, self.cpu_seconds),
+            user_arguments())
+        self.log.debug("Sandboxed kernel: %s", command)
+        return command, kw
+
+    async def _async_post_start_kernel(self, **kw):
+        await super()._async_post_start_kernel(**kw)
+        if self._sandboxed:
+            await self.wait_for_sockets()
+            lock_folder(self._runtime / "kernel")
+
+    async def wait_for_sockets(self, timeout=60.0):
+        """Wait until the kernel has bound its five ipc sockets (or has died)."""
+        sockets = [f"{self.ip}-{getattr(self, channel)}" for channel in CHANNELS]
+        for _ in range(int(timeout / 0.05)):
+            if all(os.path.exists(path) for path in sockets) or not await self.is_alive():
+                return
+            await asyncio.sleep(0.05)
+
+    async def _async_cleanup_resources(self, restart=False):
+        await super()._async_cleanup_resources(restart=restart)
+        if self._runtime is not None and not restart:
+            shutil.rmtree(self._runtime, ignore_errors=True)
+            self._runtime = None
+
+
+class SandboxedExecute(Execute):
+    """nbgrader's Execute preprocessor with the kernel in the sandbox; configured by c.Execute.*."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
+        super().__init__(*args, **kwargs)
+
+
+def autograde_preprocessors():
+    """nbgrader's default autograde preprocessors with Execute replaced by SandboxedExecute."""
+    from nbgrader.converters import Autograde
+    defaults = Autograde.class_traits()["autograde_preprocessors"].default()
+    return [SandboxedExecute if preprocessor is Execute else preprocessor for preprocessor in defaults]
