@@ -70,5 +70,8 @@ c.Autograde.autograde_preprocessors = _grading_module("sandbox").autograde_prepr
 c.SandboxedKernelManager.hidden_paths = ["/root", "/home", "/run", "/var/tmp", "/var/run", "/mnt", "/media", "/srv",
                                          repository_root]
 c.SandboxedKernelManager.readable_paths = [os.path.join(repository_root, "autograder")]
+# All cells of one notebook share one time budget (each cell still stops at c.Execute.timeout): an infinite loop
+# in several functions costs one budget, not one timeout per cell; the cells left when it is spent score 0.
+c.SandboxedExecute.notebook_budget = 300
 # Threads count too: a torch kernel and the two gloo processes of Chapter 4's check stay well below this.
 c.SandboxedKernelManager.processes = 256

@@ -42,10 +42,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import weakref
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
+from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Integer, List, Unicode
 
@@ -277,11 +279,42 @@ class SandboxedKernelManager(AsyncKernelManager):
 
 
 class SandboxedExecute(Execute):
-    """nbgrader's Execute preprocessor with the kernel in the sandbox; configured by c.Execute.*."""
+    """nbgrader's Execute preprocessor with the kernel in the sandbox; configured by c.Execute.*.
+
+    All cells of one notebook share one time budget (``notebook_budget``, kernel start included): each cell may run
+    for the configured per-cell timeout or what is left of the budget, whichever is less, and once the budget is
+    spent the remaining code cells are not run (each records ``NotebookTimeBudgetSpent``, so a test cell scores 0).
+    """
+
+    notebook_budget = Integer(600, help="Seconds all the cells of one notebook may run together.").tag(config=True)
+    # A kernel that ignores the interrupt never goes idle after a timeout; raising then would drop the whole
+    # notebook from the gradebook ("Removing failed assignment"): record the timeout and go on instead.
+    raise_on_iopub_timeout = Bool(False, help=Execute.raise_on_iopub_timeout.help).tag(config=True)
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
         super().__init__(*args, **kwargs)
+
+    def preprocess(self, nb, resources=None, km=None):
+        self._deadline = time.monotonic() + self.notebook_budget
+        return super().preprocess(nb, resources, km)
+
+    def preprocess_cell(self, cell, resources, index):
+        remaining = self._deadline - time.monotonic()
+        if cell.cell_type == "code" and remaining <= 0:
+            cell.outputs = [budget_spent(self.notebook_budget)]
+            return cell, resources
+        per_cell = self.timeout
+        self.timeout_func = lambda _cell: max(1, int(min(per_cell or remaining, remaining)) + 1)
+        return super().preprocess_cell(cell, resources, index)
+
+
+def budget_spent(budget):
+    """The error output of a cell that was not run because the notebook's time budget was spent."""
+    message = (f"not run: the notebook's cells had run for {budget} s together, the grading budget "
+               "(a loop that never ends, or a very slow cell, before this one)")
+    return NotebookNode(output_type="error", ename="NotebookTimeBudgetSpent", evalue=message,
+                        traceback=[f"NotebookTimeBudgetSpent: {message}"])
 
 
 def autograde_preprocessors():

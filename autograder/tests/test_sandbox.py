@@ -327,3 +327,35 @@ def test_refuses_without_bwrap(tmp_path):
     code, output, _ = run_autograde(course, path=bin_directory)
     assert code != 0 and "Refusing to run a student's kernel without a sandbox" in output
     assert not (course / "autograded" / "a_honest" / ASSIGNMENT / NOTEBOOK).exists()
+
+
+LOOPS = [
+    "while True:\n    pass",
+    "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)  # ignores the interrupt of a cell timeout\n"
+    "while True:\n    pass",
+    "import time\ntime.sleep(10 ** 6)",
+]
+BUDGET, PER_CELL = 20, 15
+
+
+def test_one_time_budget_for_the_whole_notebook(tmp_path):
+    course = pipeline.new_course(ASSIGNMENT, tmp_path / "course")
+    notebook = correct_submission(course)
+    notebook.cells.extend(nbformat.v4.new_code_cell(code) for code in LOOPS)
+    folder = course / "submitted" / "looping" / ASSIGNMENT
+    folder.mkdir(parents=True)
+    nbformat.write(notebook, folder / NOTEBOOK)
+    submit(course, "z_honest")
+    code, output, seconds = run_autograde(course, extra=[f"--Execute.timeout={PER_CELL}",
+                                                         f"--SandboxedExecute.notebook_budget={BUDGET}"])
+    assert code == 0, output[-3000:]
+    # The looping notebook within its budget plus 10 s, and the honest one after it (about 6 s).
+    assert seconds < BUDGET + 10 + 15, seconds
+    graded = nbformat.read(course / "autograded" / "looping" / ASSIGNMENT / NOTEBOOK, as_version=4)
+    errors = [output.ename for cell in graded.cells[-len(LOOPS):] for output in cell.outputs
+              if output.output_type == "error"]
+    # The first loop is interrupted, the one that ignores SIGINT times out, the last never runs.
+    assert errors[0] == "KeyboardInterrupt" and "CellTimeoutError" in errors, errors
+    assert errors[-1] == "NotebookTimeBudgetSpent", errors
+    print(f"autograde of the looping and the honest notebook: {seconds:.1f} s (budget {BUDGET} s)")
+    assert scores(course, ["z_honest"])["z_honest"]["score"] == 17.0
