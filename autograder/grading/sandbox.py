@@ -295,9 +295,33 @@ class SandboxedExecute(Execute):
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
         super().__init__(*args, **kwargs)
 
+    output_bytes = Integer(1 << 20, help="Bytes of printed or displayed output one cell may record; errors "
+                                         "are always recorded.").tag(config=True)
+
     def preprocess(self, nb, resources=None, km=None):
         self._deadline = time.monotonic() + self.notebook_budget
+        self._output_recorded = {}
         return super().preprocess(nb, resources, km)
+
+    def output(self, outs, msg, display_id, cell_index):
+        """Record an output unless the cell's printed and displayed output exceeds ``output_bytes``.
+
+        Error outputs are always recorded: a test cell's verdict is its error, and a flood of output before it
+        must not hide it.
+        """
+        if msg["msg_type"] not in CAPPED_OUTPUTS:
+            return super().output(outs, msg, display_id, cell_index)
+        recorded = self._output_recorded.get(cell_index, 0)
+        size = output_size(msg["content"])
+        if recorded + size > self.output_bytes:
+            if recorded <= self.output_bytes:  # the first output over the cap: say so, once
+                outs.append(NotebookNode(output_type="stream", name="stdout", text=(  # stderr would cost the cell its points
+                    f"[output capped: this cell printed or displayed more than {self.output_bytes} bytes; "
+                    "the rest is not recorded]\n")))
+                self._output_recorded[cell_index] = self.output_bytes + 1
+            return None
+        self._output_recorded[cell_index] = recorded + size
+        return super().output(outs, msg, display_id, cell_index)
 
     def preprocess_cell(self, cell, resources, index):
         remaining = self._deadline - time.monotonic()
@@ -307,6 +331,16 @@ class SandboxedExecute(Execute):
         per_cell = self.timeout
         self.timeout_func = lambda _cell: max(1, int(min(per_cell or remaining, remaining)) + 1)
         return super().preprocess_cell(cell, resources, index)
+
+
+CAPPED_OUTPUTS = ("stream", "display_data", "execute_result", "update_display_data")
+
+
+def output_size(content):
+    """The bytes (characters) an output message would add to the notebook."""
+    if "text" in content:
+        return len(content["text"])
+    return sum(len(str(value)) for value in content.get("data", {}).values())
 
 
 def budget_spent(budget):

@@ -359,3 +359,31 @@ def test_one_time_budget_for_the_whole_notebook(tmp_path):
     assert errors[-1] == "NotebookTimeBudgetSpent", errors
     print(f"autograde of the looping and the honest notebook: {seconds:.1f} s (budget {BUDGET} s)")
     assert scores(course, ["z_honest"])["z_honest"]["score"] == 17.0
+
+
+FLOODS = [
+    'print("x" * 20_000_000)  # one line of 20 MB',
+    'chunk = "y" * (2 << 20)\nfor _ in range(100):  # 200 MB in 2 MB prints\n    print(chunk)',
+    'raise ValueError("the error after a flood is still recorded")',
+]
+
+
+def test_output_is_capped_by_bytes(tmp_path):
+    course = pipeline.new_course(ASSIGNMENT, tmp_path / "course")
+    submit(course, "flooding", "\n".join(FLOODS[:1]))
+    notebook_path = course / "submitted" / "flooding" / ASSIGNMENT / NOTEBOOK
+    notebook = nbformat.read(notebook_path, as_version=4)
+    notebook.cells.extend(nbformat.v4.new_code_cell(code) for code in FLOODS[1:])
+    nbformat.write(notebook, notebook_path)
+    submit(course, "z_honest")
+    code, output, _ = run_autograde(course)
+    assert code == 0, output[-3000:]
+    graded_path = course / "autograded" / "flooding" / ASSIGNMENT / NOTEBOOK
+    assert graded_path.stat().st_size < 4 << 20, graded_path.stat().st_size
+    graded = nbformat.read(graded_path, as_version=4)
+    flood_one, flood_many, error = graded.cells[-3:]
+    for cell in (flood_one, flood_many):
+        assert "[output capped" in "".join(o.get("text", "") for o in cell.outputs)
+    assert [o.ename for o in error.outputs if o.output_type == "error"] == ["ValueError"]
+    assert scores(course, ["flooding", "z_honest"])["flooding"]["score"] == 17.0
+    assert scores(course, ["z_honest"])["z_honest"]["score"] == 17.0
