@@ -62,8 +62,8 @@ from nbgrader.preprocessors import GetGrades  # noqa: E402
 c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
 
 # Every submission's kernel runs in a sandbox (autograder/grading/sandbox.py): bubblewrap with the system read-only,
-# no network, its own PID namespace and private /tmp, as uid 65534 with limits on memory, processes, file size and
-# CPU time. It sees the interpreter and the check library, never the course folder, the gradebook, the solutions or
+# no network, its own PID namespace and private /tmp, as a uid of its own with limits on memory, processes, file size
+# and CPU time. It sees the interpreter and the check library, never the course folder, the gradebook, the solutions or
 # other submissions; its own folder read-only. Without bwrap (apt-get install bubblewrap) or root, autograde refuses;
 # c.SandboxedKernelManager.allow_unsandboxed = True runs unsandboxed anyway (then the feedback is not trustworthy).
 c.Autograde.autograde_preprocessors = _grading_module("sandbox").autograde_preprocessors()

@@ -15,8 +15,11 @@ launches that kernel instead as::
   read-write with ``writable_cwd``); new PID, network, IPC, UTS and cgroup
   namespaces; ``--die-with-parent`` and ``--new-session``.
 * ``prlimit``: address space, processes, file size, CPU time, no core dumps.
-* ``setpriv``: uid/gid 65534 (nobody), no supplementary groups, no
-  capabilities, no_new_privs.
+* ``setpriv``: a uid and gid of its own (leased from ``FIRST_UID`` on, one per
+  running kernel, see :class:`UidLease`), no supplementary groups, no
+  capabilities, no_new_privs. RLIMIT_NPROC counts every process and thread of
+  a uid on the whole machine: kernels sharing one uid would share one limit,
+  and one student's fork bomb would stop another's kernel from forking.
 
 The kernel talks to the grader over ZeroMQ ``ipc`` (unix sockets), since TCP
 cannot leave its network namespace. The sockets and the connection file (HMAC
@@ -37,6 +40,7 @@ Without bwrap, setpriv, prlimit or root, the kernel refuses to start
 """
 
 import asyncio
+import fcntl
 import os
 import shutil
 import subprocess
@@ -48,10 +52,15 @@ from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
 from nbformat.notebooknode import NotebookNode
+from nbclient.exceptions import DeadKernelError
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Integer, List, Unicode
 
 NOBODY = 65534
+# The kernels' uids: unused by any account (above the usual subordinate-uid
+# ranges, below 2**31 for tools that read uids as signed).
+FIRST_UID, UID_COUNT = 2_000_000_000, 4096
+UID_LOCKS = "/tmp/nbgrader-sandbox-uids"  # root-only; in the grader's /tmp, never the kernel's
 # --unshare-all would add a user namespace; bwrap run by root then maps only
 # uid 0 in it, so setpriv cannot switch to 65534 (EINVAL), and ``--uid 65534``
 # would map the sandbox's 65534 to the host's root. These are the other
@@ -62,6 +71,7 @@ DEFAULT_HIDDEN = ["/root", "/home", "/run", "/var/tmp", "/var/run", "/mnt", "/me
 DEFAULT_ENV = ["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED"]
 SHM_SIZE = 64 << 20  # the private /dev/shm, in bytes
+IPC_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 CHANNELS = ["shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"]
 
 
@@ -152,6 +162,54 @@ def sandbox_problem():
     return None
 
 
+# A uid per kernel ------------------------------------------------------------------------
+
+def uid_running(uid):
+    """True when a process of the machine runs as ``uid`` (real, effective or saved)."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status") as status:
+                uids = next(line for line in status if line.startswith("Uid:")).split()[1:]
+        except (OSError, StopIteration):
+            continue  # the process has ended
+        if str(uid) in uids:
+            return True
+    return False
+
+
+class UidLease:
+    """A uid held by one kernel: an exclusive lock on ``<locks>/<uid>``, released by :meth:`release` or at exit.
+
+    A lock dies with the process that holds it, so a grader that was killed leaves no uid taken; a uid that
+    still runs a process (of a kernel whose grader died) is skipped.
+    """
+
+    def __init__(self, first=FIRST_UID, count=UID_COUNT, locks=UID_LOCKS):
+        os.makedirs(locks, mode=0o700, exist_ok=True)
+        if os.stat(locks).st_uid != os.geteuid():
+            raise SandboxUnavailable(f"{locks} belongs to another user: the kernels' uids cannot be leased safely")
+        for uid in range(first, first + count):
+            descriptor = os.open(os.path.join(locks, str(uid)), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(descriptor)
+                continue
+            if uid_running(uid):
+                os.close(descriptor)
+                continue
+            self.uid, self._descriptor = uid, descriptor
+            return
+        raise SandboxUnavailable(f"all {count} kernel uids from {first} are in use")
+
+    def release(self):
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
+
+
 # Runtime folder ----------------------------------------------------------------------------
 
 def make_runtime(parent, uid=NOBODY, gid=NOBODY):
@@ -194,6 +252,7 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     _runtime = None
     _sandboxed = False
+    _lease = None
 
     def course_paths(self):
         """The course root, source folder and gradebook file, from nbgrader's configuration."""
@@ -227,22 +286,30 @@ class SandboxedKernelManager(AsyncKernelManager):
             f"Refusing to run a student's kernel without a sandbox: {problem}. Set "
             "c.SandboxedKernelManager.allow_unsandboxed = True to run it unsandboxed anyway.")
 
-    def prepare_ipc(self):
-        """Point the connection file and ipc sockets at a new runtime folder."""
-        self._runtime = make_runtime(self.runtime_parent)
+    def prepare_ipc(self, uid):
+        """Point the connection file and ipc sockets at a new runtime folder, ``kernel/`` owned by ``uid``."""
+        self._runtime = make_runtime(self.runtime_parent, uid, uid)
         weakref.finalize(self, shutil.rmtree, str(self._runtime), True)
         kernel = self._runtime / "kernel"
         self.transport = "ipc"
         self.ip = str(kernel / "ipc")
         self.connection_file = str(kernel / "connection.json")
+        if len(f"{self.ip}-65535".encode()) > IPC_PATH_MAX:
+            raise SandboxUnavailable(f"the kernel's ipc sockets in {kernel} would have paths longer than "
+                                     f"{IPC_PATH_MAX} bytes: set c.SandboxedKernelManager.runtime_parent "
+                                     "to a shorter folder")
 
     async def _async_pre_start_kernel(self, **kw):
         self._sandboxed = self.use_sandbox()
         if not self._sandboxed:
             return await super()._async_pre_start_kernel(**kw)
-        self.prepare_ipc()
+        if self._lease is None:  # a restarted kernel keeps its uid
+            self._lease = UidLease()
+            weakref.finalize(self, self._lease.release)
+        uid = self._lease.uid
+        self.prepare_ipc(uid)
         kernel_command, kw = await super()._async_pre_start_kernel(**kw)
-        os.chown(self.connection_file, NOBODY, NOBODY)
+        os.chown(self.connection_file, uid, uid)
         os.chmod(self.connection_file, 0o400)
         # bwrap does not forward SIGINT: interrupt (cell timeouts) by a control message.
         self.kernel_spec.interrupt_mode = "message"
@@ -253,7 +320,7 @@ class SandboxedKernelManager(AsyncKernelManager):
                             self.writable_cwd, self.tmp_size),
             environment_arguments(self.kernel_environment()),
             limit_arguments(self.address_space, self.processes, self.file_size, self.cpu_seconds),
-            user_arguments())
+            user_arguments(uid, uid))
         self.log.debug("Sandboxed kernel: %s", command)
         return command, kw
 
@@ -276,6 +343,9 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self._runtime is not None and not restart:
             shutil.rmtree(self._runtime, ignore_errors=True)
             self._runtime = None
+        if self._lease is not None and not restart:
+            self._lease.release()
+            self._lease = None
 
 
 class SandboxedExecute(Execute):
@@ -301,6 +371,7 @@ class SandboxedExecute(Execute):
     def preprocess(self, nb, resources=None, km=None):
         self._deadline = time.monotonic() + self.notebook_budget
         self._output_recorded = {}
+        self._died_in = None
         return super().preprocess(nb, resources, km)
 
     def output(self, outs, msg, display_id, cell_index):
@@ -324,13 +395,34 @@ class SandboxedExecute(Execute):
         return super().output(outs, msg, display_id, cell_index)
 
     def preprocess_cell(self, cell, resources, index):
+        """Run one cell within the budget; after the kernel has died, record why instead of running it.
+
+        nbclient raises DeadKernelError when the kernel dies (out of memory, ``os._exit``, a crash in native
+        code), which nbgrader does not catch: the submission would be dropped and the run would end with an
+        error. The cell that was running and every code cell after it record ``KernelDied`` instead.
+        """
+        if cell.cell_type != "code":
+            return super().preprocess_cell(cell, resources, index)
         remaining = self._deadline - time.monotonic()
-        if cell.cell_type == "code" and remaining <= 0:
+        if self._died_in is not None:
+            cell.outputs = [kernel_died(self._died_in, index)]
+            return cell, resources
+        if remaining <= 0:
             cell.outputs = [budget_spent(self.notebook_budget)]
             return cell, resources
         per_cell = self.timeout
         self.timeout_func = lambda _cell: max(1, int(min(per_cell or remaining, remaining)) + 1)
-        return super().preprocess_cell(cell, resources, index)
+        try:
+            return super().preprocess_cell(cell, resources, index)
+        except DeadKernelError:
+            self.log.warning("The kernel died in cell %d; the cells after it are not run", index)
+            self._died_in = self.code_cell_number(index)
+            cell.outputs.append(kernel_died(self._died_in, index))
+            return cell, resources
+
+    def code_cell_number(self, index):
+        """The 1-based number of the code cell at ``index``, as a student counts them."""
+        return sum(1 for cell in self.nb.cells[:index + 1] if cell.cell_type == "code")
 
 
 CAPPED_OUTPUTS = ("stream", "display_data", "execute_result", "update_display_data")
@@ -349,6 +441,13 @@ def budget_spent(budget):
                "(a loop that never ends, or a very slow cell, before this one)")
     return NotebookNode(output_type="error", ename="NotebookTimeBudgetSpent", evalue=message,
                         traceback=[f"NotebookTimeBudgetSpent: {message}"])
+
+
+def kernel_died(cell_number, index):
+    """The error output of a cell whose kernel died while it ran, or before it."""
+    message = (f"the kernel died while code cell {cell_number} ran; the cells after it were not run. Likely "
+               "causes: memory beyond the grader's limit, os._exit or a signal, a crash in native code")
+    return NotebookNode(output_type="error", ename="KernelDied", evalue=message, traceback=[f"KernelDied: {message}"])
 
 
 def autograde_preprocessors():

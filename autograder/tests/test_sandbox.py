@@ -2,7 +2,7 @@
 
 One run of ``nbgrader autograde`` with the course's configuration: honest students first and last, and between them
 students whose correct submission ends with an attack cell; each attack prints ``RESULT`` lines that the tests read
-from the autograded notebook. The grader must run as root (it switches each kernel to uid 65534).
+from the autograded notebook. The grader must run as root (it switches each kernel to a uid of its own).
 """
 
 import hashlib
@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.grading import pipeline
+from autograder.grading import pipeline, sandbox
 
 ASSIGNMENT, NOTEBOOK = "01_four_steps", "01_four_steps_numpy.ipynb"
 MARK = "PW" + "NED"  # never spelled out in a notebook, so it is found only where an attack wrote it
@@ -210,6 +211,10 @@ atexit.register(at_exit)
 attempt("detached", lambda: subprocess.Popen([sys.executable, "-c", LATE], start_new_session=True,
                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)
 ''',
+    "d_dies": '''
+print("RESULT dying=yes", flush=True)
+os.kill(os.getpid(), 9)  # the kernel dies in the last cell: the grader records it and goes on
+''',
     "y_loop": '''
 print("RESULT loop=started", flush=True)
 while True:
@@ -267,6 +272,8 @@ def test_grader_survives_and_grades_everyone(attacked):
         assert graded[student]["score"] == graded[student]["max_score"] == 17.0, (student, attacked["output"][-3000:])
     assert "CellTimeoutError" in json.dumps(nbformat.read(
         course / "autograded" / "y_loop" / ASSIGNMENT / NOTEBOOK, as_version=4).cells[-1].outputs)
+    assert "KernelDied" in json.dumps(nbformat.read(
+        course / "autograded" / "d_dies" / ASSIGNMENT / NOTEBOOK, as_version=4).cells[-1].outputs)
     assert attacked["code"] == 0, attacked["output"][-3000:]
 
 
@@ -300,7 +307,7 @@ def test_course_files_hidden_and_unchanged(attacked):
 def test_signals_network_identity(attacked):
     kill, net = results(attacked["course"], "c4_kill"), results(attacked["course"], "c5_socket")
     assert kill["ppid"] == "1" and kill["kill_parent"].startswith("BLOCKED")
-    assert kill["alive"] == "yes" and kill["uid"] == "65534" and kill["env"] == ""
+    assert kill["alive"] == "yes" and int(kill["uid"]) >= sandbox.FIRST_UID and kill["env"] == ""
     assert int(kill["processes"]) < 10  # its own PID namespace
     assert net["socket_connect"].startswith("BLOCKED") and attacked["listener"].connections == []
     assert net["interfaces"] == "SUCCEEDED ['lo']"
@@ -387,3 +394,86 @@ def test_output_is_capped_by_bytes(tmp_path):
     assert [o.ename for o in error.outputs if o.output_type == "error"] == ["ValueError"]
     assert scores(course, ["flooding", "z_honest"])["flooding"]["score"] == 17.0
     assert scores(course, ["z_honest"])["z_honest"]["score"] == 17.0
+
+
+def test_a_dead_kernel_is_flagged_and_the_run_goes_on(tmp_path):
+    course = pipeline.new_course(ASSIGNMENT, tmp_path / "course")
+    notebook = correct_submission(course)
+    first_code = next(i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code")
+    notebook.cells.insert(first_code, nbformat.v4.new_code_cell("import os\nos.kill(os.getpid(), 9)"))
+    folder = course / "submitted" / "dying" / ASSIGNMENT
+    folder.mkdir(parents=True)
+    nbformat.write(notebook, folder / NOTEBOOK)
+    submit(course, "z_honest")
+    code, output, _ = run_autograde(course)
+    assert code == 0 and "error processing" not in output, output[-3000:]
+    graded = nbformat.read(course / "autograded" / "dying" / ASSIGNMENT / NOTEBOOK, as_version=4)
+    errors = [[o.ename for o in cell.outputs if o.output_type == "error"]
+              for cell in graded.cells if cell.cell_type == "code"]
+    assert all(names == ["KernelDied"] for names in errors), errors  # the dying cell and every one after it
+    assert "code cell 1 ran" in json.dumps(graded.cells[first_code].outputs)
+    graded_scores = scores(course, ["dying", "z_honest"])
+    assert graded_scores["dying"]["score"] == 0 and graded_scores["z_honest"]["score"] == 17.0
+
+
+HOLD_PROCESSES = '''
+import os, time
+children = []
+try:
+    while True:
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(60)
+            os._exit(0)
+        children.append(pid)
+except BlockingIOError:
+    pass
+print(len(children))
+'''
+
+FORK_SOME = '''
+import os
+pids = [os.fork() or os._exit(0) for _ in range(8)]
+print(sum(os.waitpid(pid, 0)[1] == 0 for pid in pids))
+'''
+
+
+async def run_in_sandboxed_kernel(manager, code):
+    client = manager.client()
+    client.start_channels()
+    await client.wait_for_ready(timeout=60)
+    printed = []
+    await client.execute_interactive(code, timeout=60, output_hook=lambda message: printed.append(
+        message["content"].get("text", message["content"].get("evalue", ""))))
+    client.stop_channels()
+    return "".join(printed).strip()
+
+
+def test_each_kernel_has_its_own_process_limit(tmp_path):
+    """One kernel holding every process its limit allows does not stop another kernel from forking."""
+    import asyncio
+
+    # A short folder: the kernel's ipc socket paths must fit in 107 bytes.
+    runtime, work = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp")), tmp_path / "work"
+    work.mkdir()
+
+    async def both():
+        managers = [sandbox.SandboxedKernelManager(kernel_name="python3", processes=64,
+                                                   runtime_parent=str(runtime)) for _ in range(2)]
+        for manager in managers:
+            await manager.start_kernel(cwd=str(work))
+        try:
+            uids = [manager._lease.uid for manager in managers]
+            held = await run_in_sandboxed_kernel(managers[0], HOLD_PROCESSES)
+            forked = await run_in_sandboxed_kernel(managers[1], FORK_SOME)
+            return uids, held, forked
+        finally:
+            for manager in managers:
+                await manager.shutdown_kernel(now=True)
+
+    uids, held, forked = asyncio.run(both())
+    assert uids[0] != uids[1] and min(uids) >= sandbox.FIRST_UID, uids
+    assert 40 < int(held) < 64, held  # the first kernel reached its own limit
+    assert forked == "8", forked  # and the second still forks
+    assert leftover_runtimes(runtime) == []
+    runtime.rmdir()
