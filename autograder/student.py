@@ -131,8 +131,13 @@ def run(name, action, case, advice=None):
 
 
 def raised_in(error):
-    """The name of the innermost function the exception passed through, e.g. ``backward``."""
+    """The name of the innermost function the exception passed through, e.g. ``backward``.
+
+    An exception raised in the student's kernel and seen by the grader names it in ``student_where``.
+    """
     __tracebackhide__ = True
+    if getattr(error, "student_where", None):
+        return error.student_where
     frame, name = error.__traceback__, "your code"
     while frame is not None:
         name = frame.tb_frame.f_code.co_name

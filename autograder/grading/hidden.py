@@ -6,8 +6,11 @@ A hidden test cell calls the same check as its visible part, with these inputs::
     checks, hidden_inputs = hidden_checks("four_steps")
     checks.check_batch_mean(batch_mean, hidden_inputs)
 
-``hidden_checks`` imports the check module afresh first, so a notebook that
-replaced a check (or the whole module) earns nothing. None of this ships to
+In the student's kernel, ``hidden_checks`` imports the check module afresh
+first, so that a notebook that replaced a check (or the whole module) earns
+nothing. Where test cells run in the grader's trusted process
+(:mod:`autograder.grading.trusted` sets ``TRUSTED_PROCESS``), the student's code
+cannot reach the checks and nothing is re-imported. None of this ships to
 students: the package they install leaves ``autograder.grading`` out.
 """
 
@@ -16,12 +19,15 @@ import sys
 
 SEED = 1003
 EPS = 1e-5
+TRUSTED_PROCESS = False
 
 
 def hidden_checks(module_name):
-    """(``autograder.<module_name>`` imported afresh, its hidden inputs)."""
-    for name in [n for n in sys.modules if n == "autograder" or n.startswith("autograder.")]:
-        del sys.modules[name]
+    """(``autograder.<module_name>``, imported afresh in a student's kernel; its hidden inputs)."""
+    if not TRUSTED_PROCESS:
+        for name in [n for n in sys.modules if n == "autograder" or n.startswith("autograder.")]:
+            if not name.startswith("autograder.grading"):
+                del sys.modules[name]
     checks = importlib.import_module(f"autograder.{module_name}")
     make_inputs = INPUTS.get(module_name)
     return checks, make_inputs(checks) if make_inputs else None

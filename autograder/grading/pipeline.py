@@ -136,8 +136,8 @@ def filled_in(release_notebook, solution_notebook, replacements=()):
     return submission
 
 
-def autograde(assignment, submissions, workdir):
-    """Autograde ``submissions`` ({student: {notebook file name: notebook}}) with nbgrader.
+def autograde(assignment, submissions, workdir, options=()):
+    """Autograde ``submissions`` ({student: {notebook file name: notebook}}) with nbgrader (and ``options``).
 
     Returns {student: {"score", "max_score", "cells": {"notebook/grade_id": (score, max)},
     "feedback": {notebook name: feedback HTML}, "log": nbgrader's output}}.
@@ -148,7 +148,7 @@ def autograde(assignment, submissions, workdir):
         folder.mkdir(parents=True)
         for name, notebook in notebooks.items():
             nbformat.write(notebook, folder / name)
-    log = nbgrader(["autograde", assignment, "--force"], course)
+    log = nbgrader(["autograde", assignment, "--force", *options], course)
     nbgrader(["generate_feedback", assignment, "--force"], course)
     results = read_gradebook(course, assignment, submissions)
     for student in submissions:

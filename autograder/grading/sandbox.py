@@ -40,9 +40,13 @@ Without bwrap, setpriv, prlimit or root, the kernel refuses to start
 """
 
 import asyncio
+import contextlib
 import fcntl
+import fnmatch
 import os
+import queue
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -53,6 +57,7 @@ from pathlib import Path
 from jupyter_client.manager import AsyncKernelManager
 from nbformat.notebooknode import NotebookNode
 from nbclient.exceptions import DeadKernelError
+from nbclient.util import run_sync
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Integer, List, Unicode
 
@@ -357,6 +362,9 @@ class SandboxedExecute(Execute):
     """
 
     notebook_budget = Integer(600, help="Seconds all the cells of one notebook may run together.").tag(config=True)
+    trusted_notebooks = List(Unicode(), [], help="Notebook names (fnmatch patterns, without .ipynb) whose test "
+                             "cells run in the grader's process on the kernel's objects (see "
+                             "autograder.grading.trusted), not in the student's kernel.").tag(config=True)
     # A kernel that ignores the interrupt never goes idle after a timeout; raising then would drop the whole
     # notebook from the gradebook ("Removing failed assignment"): record the timeout and go on instead.
     raise_on_iopub_timeout = Bool(False, help=Execute.raise_on_iopub_timeout.help).tag(config=True)
@@ -372,6 +380,10 @@ class SandboxedExecute(Execute):
         self._deadline = time.monotonic() + self.notebook_budget
         self._output_recorded = {}
         self._died_in = None
+        name = (resources or {}).get("unique_key", "")
+        self._trusts = any(fnmatch.fnmatch(name, pattern) for pattern in self.trusted_notebooks)
+        self._instructor = instructor_cells(resources) if self._trusts else {}
+        self._trusted, self._stuck = None, False
         return super().preprocess(nb, resources, km)
 
     def output(self, outs, msg, display_id, cell_index):
@@ -412,17 +424,162 @@ class SandboxedExecute(Execute):
             return cell, resources
         per_cell = self.timeout
         self.timeout_func = lambda _cell: max(1, int(min(per_cell or remaining, remaining)) + 1)
+        role, source = self._instructor.get(cell.metadata.get("nbgrader", {}).get("grade_id"), (None, None))
         try:
-            return super().preprocess_cell(cell, resources, index)
+            if role == "test":
+                trusted = self.trusted_side()
+                with self.serving(trusted.remote):
+                    cell.outputs = trusted.verdict(source)
+                return cell, resources
+            cell, resources = super().preprocess_cell(cell, resources, index)
+            if role == "setup":
+                self.trusted_side().run_setup(source)
+            return cell, resources
         except DeadKernelError:
             self.log.warning("The kernel died in cell %d; the cells after it are not run", index)
             self._died_in = self.code_cell_number(index)
             cell.outputs.append(kernel_died(self._died_in, index))
             return cell, resources
 
+    # Trusted test cells ------------------------------------------------------------------------
+
+    def trusted_side(self):
+        if self._trusted is None:
+            from .remote import Remote
+            from .trusted import TrustedNotebook
+            self._trusted = TrustedNotebook(Remote(self.ask, self.timeout or self.notebook_budget))
+        return self._trusted
+
+    @contextlib.contextmanager
+    def serving(self, remote):
+        """While the block runs, the kernel's main thread answers ``remote``'s requests on a unix socket."""
+        from .remote_server import send
+        folder = getattr(self.km, "_runtime", None)
+        folder = (folder / "kernel") if folder is not None else Path(tempfile.mkdtemp(prefix="nbgrader-rpc-"))
+        path = str(folder / "rpc")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+            listener.bind(path)
+            os.chmod(path, 0o666)  # the kernel's uid connects
+            listener.listen(1)
+            listener.settimeout(30)
+            message_id = self.kc.execute(f"{remote.server_name}.serve_socket({path!r})", silent=True,
+                                         store_history=False, allow_stdin=False)
+            try:
+                connection, _ = listener.accept()
+            except (socket.timeout, OSError):
+                connection = None
+            try:
+                remote.exchange = (lambda text, timeout: self.exchange(connection, text, timeout)) if connection \
+                    else self.not_serving
+                yield
+            finally:
+                remote.exchange = None
+                if connection is not None:
+                    with contextlib.suppress(OSError):
+                        send(connection, "stop")
+                    connection.close()
+                os.unlink(path)
+        if run_sync(self.shell_reply)(message_id, 10) is None:
+            run_sync(self.km.interrupt_kernel)()
+            if run_sync(self.shell_reply)(message_id, 5) is None:
+                self._stuck = True
+
+    def not_serving(self, _text, _timeout):
+        from .remote import ProtocolError
+        raise ProtocolError("the kernel did not connect to the grader (was the grader's server replaced?)")
+
+    def exchange(self, connection, text, timeout):
+        """Send one request to the serving kernel and return its answer; interrupt the call after ``timeout`` s."""
+        from .remote import ANSWER_LIMIT, CallTimedOut, ProtocolError
+        from .remote_server import receive, send
+        if self._stuck:
+            raise CallTimedOut("the kernel stopped answering after an earlier call")
+        timeout = min(timeout, self._deadline - time.monotonic())
+        if timeout <= 0:
+            raise CallTimedOut("the notebook's time budget is spent")
+        try:
+            connection.settimeout(timeout)
+            send(connection, text)
+            return receive(connection, ANSWER_LIMIT)
+        except socket.timeout:
+            run_sync(self.km.interrupt_kernel)()
+            connection.settimeout(5)
+            with contextlib.suppress(OSError, ProtocolError):
+                receive(connection, ANSWER_LIMIT)  # the interrupted call's answer
+                raise CallTimedOut("") from None
+            self._stuck = True
+            raise CallTimedOut("") from None
+        except (OSError, ProtocolError) as error:
+            if not run_sync(self.km.is_alive)():
+                raise DeadKernelError("Kernel died") from None
+            raise ProtocolError(f"the connection to the kernel broke: {error}") from None
+
+    def ask(self, expression, timeout, code=""):
+        """Run ``code`` and evaluate ``expression`` in the kernel, silently; the expression's text/plain."""
+        from .remote import CallTimedOut, ProtocolError
+        if self._stuck:
+            raise CallTimedOut("the kernel stopped answering after an earlier call")
+        timeout = min(timeout, self._deadline - time.monotonic())
+        if timeout <= 0:
+            raise CallTimedOut("the notebook's time budget is spent")
+        message_id = self.kc.execute(code, silent=True, store_history=False, allow_stdin=False,
+                                     user_expressions={"answer": expression})
+        reply = run_sync(self.shell_reply)(message_id, timeout)
+        if reply is None:
+            run_sync(self.km.interrupt_kernel)()
+            if run_sync(self.shell_reply)(message_id, 5) is None:
+                self._stuck = True
+            raise CallTimedOut("")
+        content = reply["content"]
+        answer = content.get("user_expressions", {}).get("answer", {}) if content.get("status") == "ok" else content
+        if answer.get("status") != "ok":
+            raise ProtocolError(f"the kernel could not run the grader's request ({answer.get('ename')}: "
+                                f"{str(answer.get('evalue'))[:200]})")
+        text = answer.get("data", {}).get("text/plain")
+        if not isinstance(text, str):
+            raise ProtocolError("the kernel's answer has no text")
+        return text
+
+    async def shell_reply(self, message_id, timeout):
+        """The kernel's reply to ``message_id``, or None after ``timeout`` s; DeadKernelError if it died."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                message = await self.kc.get_shell_msg(timeout=min(1.0, remaining))
+            except queue.Empty:
+                if not await self.km.is_alive():
+                    raise DeadKernelError("Kernel died") from None
+                continue
+            if message.get("parent_header", {}).get("msg_id") == message_id:
+                return message
+        return None
+
     def code_cell_number(self, index):
         """The 1-based number of the code cell at ``index``, as a student counts them."""
         return sum(1 for cell in self.nb.cells[:index + 1] if cell.cell_type == "code")
+
+
+def instructor_cells(resources):
+    """grade_id -> ("test" or "setup", source) for the notebook's code cells as the gradebook stores them.
+
+    Only these sources run in the grader's process: the gradebook holds the instructor's release, so a cell the
+    student added or relabelled (``grade: true``, ``locked: true``, a new ``grade_id``) is never among them.
+    """
+    from nbgrader.api import Gradebook
+    info = resources["nbgrader"]
+    with Gradebook(info["db_url"]) as gradebook:
+        notebook = gradebook.find_notebook(info["notebook"], info["assignment"])
+        graded = {cell.name for cell in notebook.grade_cells}
+        solutions = {cell.name for cell in notebook.solution_cells}
+        roles = {}
+        for cell in notebook.source_cells:
+            if cell.cell_type != "code" or cell.name in solutions:
+                continue
+            if cell.name in graded:
+                roles[cell.name] = ("test", cell.source)
+            elif cell.locked:
+                roles[cell.name] = ("setup", cell.source)
+        return roles
 
 
 CAPPED_OUTPUTS = ("stream", "display_data", "execute_result", "update_display_data")

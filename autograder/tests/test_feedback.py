@@ -38,7 +38,7 @@ STUDENT_LINE = "mean, var = batch_mean(x), batch_variance(x)"
 # IPython's traceback of that line quotes the hidden lines around it, the quiz
 # answer among them, to exactly the student who should not see it.
 BLOCKED = (("quiz_answers", 'answer_q3 = "b"',
-            'answer_q3 = "b"\nimport sys\nsys.modules["autograder.grading"] = None'),)
+            'answer_q3 = "b"\nimport sys\nsys.modules["autograder.grading"] = sys.modules["autograder.grading.hidden"] = None'),)
 
 
 def squashed(text):
@@ -74,8 +74,7 @@ def leaks(page, secrets):
     return found
 
 
-@pytest.fixture(scope="module")
-def course(tmp_path_factory):
+def graded_course(tmp_path_factory, options=()):
     """The course directory, the autograded results and the hidden-test lines of the notebook."""
     solution = read_notebook(pipeline.SOLUTIONS / ASSIGNMENT / NOTEBOOK)
     release = read_notebook(pipeline.EXERCISES / ASSIGNMENT / NOTEBOOK)
@@ -83,11 +82,24 @@ def course(tmp_path_factory):
                    "wrong": {NOTEBOOK: pipeline.filled_in(release, solution, WRONG)},
                    "blocked": {NOTEBOOK: pipeline.filled_in(release, solution, BLOCKED)}}
     workdir = tmp_path_factory.mktemp("feedback")
-    results = pipeline.autograde(ASSIGNMENT, submissions, workdir)
+    results = pipeline.autograde(ASSIGNMENT, submissions, workdir, options)
     secrets = hidden_test_lines(solution)
     # The scan is only as good as its list: the quiz answers must be on it.
     assert any('correct="b"' in line for line in secrets), sorted(secrets)
     return workdir, results, secrets
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    """Graded as the course grades this notebook: test cells in the grader's trusted process."""
+    return graded_course(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def in_kernel_course(tmp_path_factory):
+    """Graded with the test cells in the student's kernel, as the PyTorch notebooks are: IPython's tracebacks there
+    quote the test cell's lines, hidden ones included."""
+    return graded_course(tmp_path_factory, ["--SandboxedExecute.trusted_notebooks=[]"])
 
 
 @pytest.mark.parametrize("student", ["correct", "wrong", "blocked"])
@@ -117,9 +129,12 @@ def test_feedback_keeps_verdicts_and_messages(course):
     assert text.count(squashed(STUDENT_LINE)) >= 2
 
 
-def test_tracebacks_lose_hidden_lines_only(course):
+def test_tracebacks_lose_hidden_lines_only(in_kernel_course):
     """The preprocessor on the autograded notebooks: hidden lines go; error, message and student frames stay."""
-    workdir, _, secrets = course
+    workdir, results, secrets = in_kernel_course
+    for student, result in results.items():
+        for name, page in result["feedback"].items():
+            assert not leaks(page, secrets), f"{student}'s feedback {name}.html shows hidden tests"
 
     def notebook(student):
         return read_notebook(workdir / "autograded" / student / ASSIGNMENT / NOTEBOOK)
