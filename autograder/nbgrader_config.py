@@ -67,6 +67,12 @@ c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPre
 # other submissions; its own folder read-only. Without bwrap (apt-get install bubblewrap) or root, autograde refuses;
 # c.SandboxedKernelManager.allow_unsandboxed = True runs unsandboxed anyway (then the feedback is not trustworthy).
 c.Autograde.autograde_preprocessors = _grading_module("sandbox").autograde_preprocessors()
+# A submission nbgrader cannot read or validate (truncated JSON, not a notebook, nbformat 3, edited nbgrader
+# metadata) is graded as the release headed by an INVALID NOTEBOOK cell: 0 points, and the run goes on
+# (stock nbgrader drops the student, or ends the whole run at SchemaTooOldError).
+_grading_module("intake").install()
+# Test cells deleted, renamed or stripped of their metadata come back from the gradebook, as released.
+c.OverwriteCells.add_missing_cells = True
 c.SandboxedKernelManager.hidden_paths = ["/root", "/home", "/run", "/var/tmp", "/var/run", "/mnt", "/media", "/srv",
                                          repository_root]
 c.SandboxedKernelManager.readable_paths = [os.path.join(repository_root, "autograder")]

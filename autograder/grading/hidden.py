@@ -15,11 +15,39 @@ students: the package they install leaves ``autograder.grading`` out.
 """
 
 import importlib
+import os
+import secrets
 import sys
 
+# The hidden inputs' seed in a student's kernel and in this repository's tests. Where the test cells run in the
+# grader's trusted process, it is the course's secret instead (use_course_seed).
 SEED = 1003
+SEED_FILE = "hidden_seed"  # in the course root, which the students' kernels never see
 EPS = 1e-5
 TRUSTED_PROCESS = False
+
+
+def course_seed(root):
+    """The course's secret seed, from ``<root>/hidden_seed``; made (63 random bits, root-only) the first time.
+
+    One seed per course: regrading gives the same verdicts, and no student can know the hidden inputs ahead.
+    """
+    path = os.path.join(root, SEED_FILE)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(f"{secrets.randbits(63)}\n")
+    with open(path) as file:
+        return int(file.read().strip())
+
+
+def use_course_seed(root):
+    """Draw the hidden inputs from the course's secret seed (in the grader's trusted process only)."""
+    global SEED
+    SEED = course_seed(root)
 
 
 def hidden_checks(module_name):

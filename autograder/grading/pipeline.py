@@ -21,6 +21,8 @@ from pathlib import Path
 
 import nbformat
 
+from . import hidden
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPOSITORY / "solutions"
 EXERCISES = REPOSITORY / "exercises"
@@ -69,6 +71,8 @@ def new_course(assignment, workdir):
     """A course directory in ``workdir`` with ``assignment``'s sources, released."""
     course = Path(workdir)
     course.mkdir(parents=True, exist_ok=True)
+    # The public seed, not a secret one: the planted bugs' expected losses are proved on fixed hidden inputs.
+    (course / hidden.SEED_FILE).write_text(f"{hidden.SEED}\n")
     shutil.copytree(SOLUTIONS / assignment, course / "source" / assignment)
     nbgrader(["generate_assignment", assignment, "--force"], course)
     return course

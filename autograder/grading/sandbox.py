@@ -227,9 +227,13 @@ def make_runtime(parent, uid=NOBODY, gid=NOBODY):
 
 
 def lock_folder(folder):
-    """Hand ``folder`` back to root (0755): the kernel can no longer create files in it."""
-    os.chown(folder, 0, 0)
+    """Hand ``folder`` back to root (0755): the kernel can no longer create files in it.
+
+    The mode first: between a chown and a chmod, the folder would be root's and still 0700, and a kernel that
+    looks at its connection file in that instant (ipykernel does, right after binding its sockets) would fail.
+    """
     os.chmod(folder, 0o755)
+    os.chown(folder, 0, 0)
 
 
 # Kernel manager ----------------------------------------------------------------------------
@@ -383,7 +387,7 @@ class SandboxedExecute(Execute):
         name = (resources or {}).get("unique_key", "")
         self._trusts = any(fnmatch.fnmatch(name, pattern) for pattern in self.trusted_notebooks)
         self._instructor = instructor_cells(resources) if self._trusts else {}
-        self._trusted, self._stuck = None, False
+        self._trusted, self._stuck, self._unreachable = None, False, False
         return super().preprocess(nb, resources, km)
 
     def output(self, outs, msg, display_id, cell_index):
@@ -425,16 +429,14 @@ class SandboxedExecute(Execute):
         per_cell = self.timeout
         self.timeout_func = lambda _cell: max(1, int(min(per_cell or remaining, remaining)) + 1)
         role, source = self._instructor.get(cell.metadata.get("nbgrader", {}).get("grade_id"), (None, None))
+        role = "test" if role == "test" and cell.cell_type == "code" else None
         try:
             if role == "test":
                 trusted = self.trusted_side()
                 with self.serving(trusted.remote):
                     cell.outputs = trusted.verdict(source)
                 return cell, resources
-            cell, resources = super().preprocess_cell(cell, resources, index)
-            if role == "setup":
-                self.trusted_side().run_setup(source)
-            return cell, resources
+            return super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
             self.log.warning("The kernel died in cell %d; the cells after it are not run", index)
             self._died_in = self.code_cell_number(index)
@@ -444,10 +446,21 @@ class SandboxedExecute(Execute):
     # Trusted test cells ------------------------------------------------------------------------
 
     def trusted_side(self):
+        """The notebook's trusted side, made at its first test cell: the server installed, every setup cell run.
+
+        The setup cells are the gradebook's, all of them, whether or not the submission still has them: a name
+        they define (``checks``) is never looked up among the student's, even if the student deleted the cell and
+        defined a lenient ``checks`` of their own.
+        """
         if self._trusted is None:
+            from . import hidden
             from .remote import Remote
             from .trusted import TrustedNotebook
+            hidden.use_course_seed(self.config.get("CourseDirectory", {}).get("root", os.getcwd()))
             self._trusted = TrustedNotebook(Remote(self.ask, self.timeout or self.notebook_budget))
+            for role, source in self._instructor.values():
+                if role == "setup":
+                    self._trusted.run_setup(source)
         return self._trusted
 
     @contextlib.contextmanager
@@ -461,13 +474,15 @@ class SandboxedExecute(Execute):
             listener.bind(path)
             os.chmod(path, 0o666)  # the kernel's uid connects
             listener.listen(1)
-            listener.settimeout(30)
+            # Once the kernel has failed to connect (its server replaced, a hook that blocks), later test cells
+            # do not wait for it again.
+            listener.settimeout(0.5 if self._unreachable else 10)
             message_id = self.kc.execute(f"{remote.server_name}.serve_socket({path!r})", silent=True,
                                          store_history=False, allow_stdin=False)
             try:
                 connection, _ = listener.accept()
             except (socket.timeout, OSError):
-                connection = None
+                connection, self._unreachable = None, True
             try:
                 remote.exchange = (lambda text, timeout: self.exchange(connection, text, timeout)) if connection \
                     else self.not_serving
@@ -479,7 +494,8 @@ class SandboxedExecute(Execute):
                         send(connection, "stop")
                     connection.close()
                 os.unlink(path)
-        if run_sync(self.shell_reply)(message_id, 10) is None:
+        # The serving cell ends when it reads "stop"; one that never connected is interrupted at once.
+        if connection is None or run_sync(self.shell_reply)(message_id, 10) is None:
             run_sync(self.km.interrupt_kernel)()
             if run_sync(self.shell_reply)(message_id, 5) is None:
                 self._stuck = True

@@ -12,6 +12,7 @@ the outputs of the test cell, is computed by code the student cannot reach.
 """
 
 import builtins
+import re
 
 from IPython.core.inputtransformer2 import TransformerManager
 
@@ -80,7 +81,16 @@ def student_traceback(error):
 
 
 def error_output(ename, evalue, traceback_lines=()):
+    """An error output; seeds are never shown (the hidden inputs' seed is the course's secret)."""
     from nbformat.notebooknode import NotebookNode
+    evalue = without_seeds(evalue)
     return NotebookNode(output_type="error", ename=ename, evalue=evalue,
-                        traceback=[*traceback_lines, f"{ename}: {evalue}"])
+                        traceback=[*map(without_seeds, traceback_lines), f"{ename}: {evalue}"])
+
+
+def without_seeds(text):
+    return SEEDS.sub(r"\1(hidden)", text)
+
+
+SEEDS = re.compile(r"(\bseed['\"]?\s*[=:]\s*)\d+")
 

@@ -24,6 +24,7 @@ import pytest
 from autograder.grading import pipeline, sandbox
 
 ASSIGNMENT, NOTEBOOK = "01_four_steps", "01_four_steps_numpy.ipynb"
+pytestmark = pytest.mark.xdist_group("sandbox")  # the attacked class is graded once, on one worker
 MARK = "PW" + "NED"  # never spelled out in a notebook, so it is found only where an attack wrote it
 
 

@@ -6,6 +6,7 @@ function still raises NotImplementedError) with an attack cell after the setup c
 tampered grading server. Every attack must score 0, and the correct submission right after each must score 17.
 """
 
+import json
 import textwrap
 
 import nbformat
@@ -15,6 +16,7 @@ from autograder.grading import pipeline
 
 ASSIGNMENT, NOTEBOOK = "01_four_steps", "01_four_steps_numpy.ipynb"
 FULL_MARKS = 17.0
+pytestmark = pytest.mark.xdist_group("trusted")  # one worker builds the graded class, once
 
 # Each attack ends by running a visible check on a wrong function in the kernel, and prints whether it passed there.
 IN_KERNEL = '''
@@ -138,10 +140,13 @@ for _name, _value in list(globals().items()):
         _value.answer = lambda text: '["returned",["float","0x1p+0"],[],[]]'
         print("RESULT tampered=yes")
 '''
-
-
-def release(course):
-    return nbformat.read(course / "release" / ASSIGNMENT / NOTEBOOK, as_version=4)
+SERVER_BLOCKED = '''
+import time
+for _name, _value in list(globals().items()):
+    if _name.startswith("_autograder_remote_"):
+        _value.serve_socket = lambda path: time.sleep(10 ** 6)  # never connects to the grader
+        print("RESULT tampered=yes")
+'''
 
 
 def with_cell(notebook, code, after):
@@ -157,8 +162,7 @@ def with_cell(notebook, code, after):
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("trusted")
-    course = pipeline.new_course(ASSIGNMENT, workdir / "release")
-    untouched = release(course)
+    untouched = nbformat.read(pipeline.EXERCISES / ASSIGNMENT / NOTEBOOK, as_version=4)
     solution = nbformat.read(pipeline.SOLUTIONS / ASSIGNMENT / NOTEBOOK, as_version=4)
     correct = pipeline.filled_in(untouched, solution)
     submissions = {"a_correct": {NOTEBOOK: correct}, "a_untouched": {NOTEBOOK: untouched}}
@@ -167,6 +171,8 @@ def graded(tmp_path_factory):
         submissions[f"b{number}_{name}_next"] = {NOTEBOOK: correct}
     submissions["c_server_tampering"] = {NOTEBOOK: with_cell(untouched, SERVER_TAMPERING, after="test_batch_mean")}
     submissions["c_server_tampering_next"] = {NOTEBOOK: correct}
+    submissions["d_server_blocked"] = {NOTEBOOK: with_cell(untouched, SERVER_BLOCKED, after="test_batch_mean")}
+    submissions["d_server_blocked_next"] = {NOTEBOOK: correct}
     results = pipeline.autograde(ASSIGNMENT, submissions, workdir / "graded")
     return results, workdir / "graded"
 
@@ -184,7 +190,7 @@ def test_correct_full_untouched_zero(graded):
     assert results["a_untouched"]["score"] == 0
 
 
-@pytest.mark.parametrize("attack", [*ATTACKS, "server_tampering"])
+@pytest.mark.parametrize("attack", [*ATTACKS, "server_tampering", "server_blocked"])
 def test_attack_scores_nothing_and_the_next_student_is_unaffected(graded, attack):
     results, workdir = graded
     student = next(s for s in results if s.endswith(f"_{attack}"))
@@ -192,7 +198,7 @@ def test_attack_scores_nothing_and_the_next_student_is_unaffected(graded, attack
     assert results[f"{student}_next"]["score"] == FULL_MARKS, results[f"{student}_next"]["cells"]
     if attack == "library_patched":
         assert printed(workdir, student)["library_file"].startswith("blocked")
-    if attack == "server_tampering":
+    if attack.startswith("server_"):
         assert printed(workdir, student)["tampered"] == "yes"
 
 
@@ -203,6 +209,9 @@ def test_attacks_do_fool_checks_run_in_the_kernel(graded):
               if printed(workdir, f"b{number}_{name}").get("in_kernel") == "passed"]
     print("attacks that pass the visible check in the kernel:", fooled)
     assert {"library_patched", "import_hooks"} <= set(fooled), fooled
+
+
+CALL_TIMEOUT = 5
 
 
 def test_a_call_that_never_returns_costs_its_part_only(tmp_path):
@@ -216,7 +225,7 @@ def test_a_call_that_never_returns_costs_its_part_only(tmp_path):
     folder.mkdir(parents=True)
     nbformat.write(notebook, folder / NOTEBOOK)
     submit(course, "z_honest")
-    code, output, seconds = run_autograde(course, extra=["--Execute.timeout=10"])
+    code, output, seconds = run_autograde(course, extra=[f"--Execute.timeout={CALL_TIMEOUT}"])
     assert code == 0, output[-3000:]
     graded = nbformat.read(course / "autograded" / "looping" / ASSIGNMENT / NOTEBOOK, as_version=4)
     test_cell = next(c for c in graded.cells if pipeline.grade_id(c) == "test_batch_mean")
@@ -227,4 +236,57 @@ def test_a_call_that_never_returns_costs_its_part_only(tmp_path):
     # are still graded, and each timed-out part costs one call's timeout, not one per call.
     assert 0 < graded_scores["looping"]["score"] < FULL_MARKS, graded_scores
     assert graded_scores["z_honest"]["score"] == FULL_MARKS
-    assert seconds < 10 * len(timed_out) + 45, (seconds, len(timed_out))
+    assert seconds < CALL_TIMEOUT * len(timed_out) + 45, (seconds, len(timed_out))
+
+
+# Records every input the visible and the hidden check of batch_mean use (the hidden ones drawn from the public
+# seed), with the right answer, then replaces batch_mean by a lookup: right only on the inputs it has seen.
+HARD_CODED = '''
+import numpy as np
+from autograder import four_steps
+from autograder.grading.hidden import hidden_checks
+TABLE = {}
+def recorder(x):
+    TABLE[x.tobytes()] = x.mean(axis=(0,) + tuple(range(2, x.ndim)))
+    return TABLE[x.tobytes()]
+four_steps.check_batch_mean(recorder)
+public_checks, public_inputs = hidden_checks("four_steps")
+public_checks.check_batch_mean(recorder, public_inputs)
+print("RESULT recorded=" + str(len(TABLE)))
+def batch_mean(x):
+    return TABLE.get(x.tobytes(), np.zeros(x.shape[1]))
+'''
+
+
+def hard_coding_course(workdir, secret):
+    from autograder.grading import hidden
+    from autograder.tests.test_sandbox import correct_submission
+    course = pipeline.new_course(ASSIGNMENT, workdir)
+    if secret:
+        (course / hidden.SEED_FILE).unlink()  # as in a real course: the grader draws the secret
+    notebook = with_cell(correct_submission(course), HARD_CODED, after="batch_mean")
+    folder = course / "submitted" / "hard_coding" / ASSIGNMENT
+    folder.mkdir(parents=True)
+    nbformat.write(notebook, folder / NOTEBOOK)
+    return course
+
+
+def test_hard_coded_hidden_answers_score_nothing_under_the_course_secret(tmp_path):
+    import re
+
+    from autograder.grading import hidden
+    from autograder.tests.test_sandbox import run_autograde, scores
+    part = f"{NOTEBOOK[:-len('.ipynb')]}/test_batch_mean"
+    outcomes = {}
+    for secret in (False, True):
+        course = hard_coding_course(tmp_path / f"secret_{secret}", secret)
+        code, output, _ = run_autograde(course)
+        assert code == 0, output[-3000:]
+        outcomes[secret] = scores(course, ["hard_coding"])["hard_coding"]["cells"][part]
+        graded = nbformat.read(course / "autograded" / "hard_coding" / ASSIGNMENT / NOTEBOOK, as_version=4)
+        shown = json.dumps([c.get("outputs", []) for c in graded.cells if pipeline.grade_id(c) != "hard_coded"])
+        assert not re.search(r"seed\W{0,3}\d", shown), "an output shows a seed"
+    assert outcomes[False] == (1.0, 1.0)  # with the public seed the table covers every input: the attack is real
+    assert outcomes[True] == (0.0, 1.0), outcomes
+    seed_file = course / hidden.SEED_FILE
+    assert oct(seed_file.stat().st_mode & 0o777) == "0o600" and int(seed_file.read_text()) != hidden.SEED
