@@ -192,6 +192,9 @@ class Server:
         import traceback
         frames = traceback.extract_tb(error.__traceback__)[1:]  # without the server's own frame
         student = [frame for frame in frames if frame.filename != SERVER_FILENAME]
+        for frame in student:  # "Cell In[6]", as IPython names a notebook cell in its tracebacks
+            cell = _cell_numbers().get(frame.filename)
+            frame.filename = f"Cell In[{cell}]" if cell is not None else frame.filename
         where = student[-1].name if student else "your code"
         text = "".join(traceback.format_list(student[-8:])) if student else ""
         return ["raised", type(error).__name__, str(error)[:2000], where, text[-6000:]]
@@ -236,6 +239,15 @@ def _exactly(connection, size):
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)
+
+
+def _cell_numbers():
+    """IPython's map from a cell's compiled file name to its execution count ({} outside IPython)."""
+    try:
+        from IPython import get_ipython
+        return dict(get_ipython().compile._filename_map)
+    except Exception:  # noqa: BLE001 not in IPython, or an IPython without the map
+        return {}
 
 
 def serve(namespace):
