@@ -109,3 +109,36 @@ def test_chapters_render_math_and_figures_in_a_real_browser(built_book, tmp_path
         dom = completed.stdout
         assert "<mjx-container" in dom, f"MathJax did not typeset {name}:\n{completed.stderr[-2000:]}"
         assert "math notranslate" not in dom or "<mjx-container" in dom
+
+
+@pytest.mark.xdist_group("book")
+def test_every_page_loads_cleanly_offline(built_book):
+    """Every page in a real Chromium over DevTools: no console error, no failed request, nothing from the network.
+
+    MathJax is loaded once (Jupyter Book adds every .js under a folder named _static to every page, so MathJax
+    ships in _vendor/), each inline script once (_ext/unique_scripts.py), and no widget manager from a CDN.
+    """
+    from .browser import Browser
+    pages = [p for p in sorted(built_book.rglob("*.html")) if not {"_static", "_sources"} & set(p.parts)]
+    assert len(pages) >= 15, pages
+    with Browser() as browser:
+        for page in pages:
+            seen = browser.visit(page.as_uri())
+            outside = [url for url in seen["requested"] if not url.startswith(("file:", "data:", "blob:", "about:"))]
+            name = page.relative_to(built_book)
+            assert seen["errors"] == [], f"{name}: console errors {seen['errors'][:3]}"
+            assert seen["failed"] == [], f"{name}: failed requests {seen['failed'][:3]}"
+            assert outside == [], f"{name}: requests leave the machine {outside[:3]}"
+            assert page.read_text().count("mathjax/tex-chtml.js") <= 1, f"{name} loads MathJax more than once"
+
+
+def test_no_escaped_underscore_inside_text_mode():
+    r"""MathJax shows ``\_`` inside ``\text{}`` literally, backslash and all: such names go in ``\mathtt{}``."""
+    import re
+    pattern = re.compile(r"\\text\{[^}]*\\_")
+    sources = {path: path.read_text() for path in REPOSITORY.glob("book/*.md")}
+    for path in [*SOLUTIONS.glob("*/*.ipynb"), *EXERCISES.glob("*/*.ipynb")]:
+        sources[path] = "\n".join(c.source for c in read_notebook(path).cells if c.cell_type == "markdown")
+    offenders = {str(path.relative_to(REPOSITORY)): pattern.findall(text)[:2]
+                 for path, text in sources.items() if pattern.search(text)}
+    assert offenders == {}, offenders

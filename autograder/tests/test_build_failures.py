@@ -29,7 +29,8 @@ def book_with_one_page(tmp_path, name, text):
     book = tmp_path / "book"
     book.mkdir()
     shutil.copy(REPOSITORY / "_config.yml", book)
-    shutil.copytree(REPOSITORY / "_static", book / "_static")
+    shutil.copytree(REPOSITORY / "_vendor", book / "_vendor")
+    shutil.copytree(REPOSITORY / "_ext", book / "_ext")
     (book / "_toc.yml").write_text(f"format: jb-book\nroot: {name}\n")
     (book / f"{name}.md").write_text(text)
     return book
