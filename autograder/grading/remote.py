@@ -11,7 +11,6 @@ installs the server. Requests then go through ``exchange``, a unix socket that
 the server answers while the grader runs a test cell.
 """
 
-import ast
 import builtins
 import secrets
 import warnings
@@ -67,8 +66,9 @@ class Remote:
                    f"    exec(compile({SERVER_SOURCE!r}, {remote_server.SERVER_FILENAME!r}, 'exec'), namespace)\n"
                    f"    return namespace['serve'](globals())\n"
                    f"{self._name} = {self._name}()\n")
-        if ast.literal_eval(self._ask(f"type({self._name}).__name__", self.timeout, code=install)) != "Server":
-            raise ProtocolError("the grader's server could not be installed in the kernel")
+        # The answer's text is IPython's repr, which the student may have changed: whether the server is there
+        # is proved by its connecting when the grader serves a test cell.
+        self._ask(f"type({self._name}).__name__", self.timeout, code=install)
 
     # Operations --------------------------------------------------------------------------------
 
@@ -91,10 +91,9 @@ class Remote:
         return self._name
 
     def request(self, request, with_arguments=False):
-        if self.exchange is not None:
-            text = self.exchange(dumps(request), self.timeout)
-        else:  # one IPython execution per request: slower by about 4 ms
-            text = ast.literal_eval(self._ask(f"{self._name}.answer({dumps(request)!r})", self.timeout))
+        if self.exchange is None:
+            raise ProtocolError("the kernel is not serving the grader")
+        text = self.exchange(dumps(request), self.timeout)
         try:
             answer = loads(text, ANSWER_LIMIT)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as error:
@@ -103,8 +102,8 @@ class Remote:
             raise ProtocolError("the kernel's answer is not one of the protocol")
         *outcome, said = answer
         self._warn(said)
-        if outcome[0] == "raised":
-            raise self._exception(*outcome[1:5])
+        if outcome[0] == "raised" and len(outcome) == 5:
+            raise self._exception(*outcome[1:])
         if outcome[0] != "returned" or len(outcome) != 3:
             raise ProtocolError("the kernel's answer is not one of the protocol")
         returned = decode(outcome[1], self._resolve)

@@ -432,9 +432,7 @@ class SandboxedExecute(Execute):
         role = "test" if role == "test" and cell.cell_type == "code" else None
         try:
             if role == "test":
-                trusted = self.trusted_side()
-                with self.serving(trusted.remote):
-                    cell.outputs = trusted.verdict(source)
+                cell.outputs = self.trusted_verdict(source)
                 return cell, resources
             return super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
@@ -444,6 +442,17 @@ class SandboxedExecute(Execute):
             return cell, resources
 
     # Trusted test cells ------------------------------------------------------------------------
+
+    def trusted_verdict(self, source):
+        """The outputs of a test cell, from the trusted side; an error output when the kernel cannot be reached."""
+        from .remote import CallTimedOut, ProtocolError
+        from .trusted import error_output
+        try:
+            trusted = self.trusted_side()
+        except (ProtocolError, CallTimedOut) as error:
+            return [error_output("GraderProtocolError", f"the grader could not reach your kernel: {error}")]
+        with self.serving(trusted.remote):
+            return trusted.verdict(source)
 
     def trusted_side(self):
         """The notebook's trusted side, made at its first test cell: the server installed, every setup cell run.

@@ -122,6 +122,10 @@ class Anything:
 def batch_var(x):
     return Anything()
 ''',
+    "formatter_patched": '''
+formatter = get_ipython().display_formatter.formatters["text/plain"]
+formatter.for_type(str, lambda value, printer, cycle: printer.text("nope"))  # every str's repr is now "nope"
+''',
     "detects_grading": '''
 import os
 GRADING = bool(os.environ.get("NBGRADER_EXECUTION")) or os.getuid() != os.geteuid() or not os.access(".", os.W_OK)
@@ -165,7 +169,10 @@ def graded(tmp_path_factory):
     untouched = nbformat.read(pipeline.EXERCISES / ASSIGNMENT / NOTEBOOK, as_version=4)
     solution = nbformat.read(pipeline.SOLUTIONS / ASSIGNMENT / NOTEBOOK, as_version=4)
     correct = pipeline.filled_in(untouched, solution)
-    submissions = {"a_correct": {NOTEBOOK: correct}, "a_untouched": {NOTEBOOK: untouched}}
+    submissions = {"a_correct": {NOTEBOOK: correct}, "a_untouched": {NOTEBOOK: untouched},
+                   # A correct notebook whose kernel shows every str as "nope": what IPython prints is not the
+                   # channel of the verdicts, so it keeps full marks.
+                   "a_correct_formatter": {NOTEBOOK: with_cell(correct, ATTACKS["formatter_patched"], after="setup")}}
     for number, (name, attack) in enumerate(ATTACKS.items()):
         submissions[f"b{number}_{name}"] = {NOTEBOOK: with_cell(untouched, attack + IN_KERNEL, after="setup")}
         submissions[f"b{number}_{name}_next"] = {NOTEBOOK: correct}
@@ -188,6 +195,7 @@ def test_correct_full_untouched_zero(graded):
     results, _ = graded
     assert results["a_correct"]["score"] == results["a_correct"]["max_score"] == FULL_MARKS
     assert results["a_untouched"]["score"] == 0
+    assert results["a_correct_formatter"]["score"] == FULL_MARKS, results["a_correct_formatter"]["cells"]
 
 
 @pytest.mark.parametrize("attack", [*ATTACKS, "server_tampering", "server_blocked"])
