@@ -123,5 +123,7 @@ def test_graded_cells_come_back_as_released(graded, student):
 
 
 def test_deleting_the_setup_cell_does_not_bring_in_a_lenient_checks(graded):
+    # The outcome, not the mechanism: every test cell's hidden part rebinds `checks` to the trusted library, so this
+    # scores 0 even without the gradebook's setup cells run on the trusted side (planted and seen to pass).
     course, *_ = graded
     assert scores(course, ["setup_deleted_fake_checks"])["setup_deleted_fake_checks"]["score"] == 0
