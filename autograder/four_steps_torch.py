@@ -7,7 +7,6 @@ available, else the CPU), runs the student's code on the shapes of its
 float64 on the CPU.
 """
 
-import inspect
 import re
 from dataclasses import dataclass
 
@@ -18,7 +17,8 @@ from torch.autograd.gradcheck import GradcheckError
 from . import cases, mistaken, reference
 from .compare import CheckFailure, assert_close, describe_case, to_numpy
 from .mistakes import sentence
-from .student import call, graded
+from .introspect import facts, subclasses
+from .student import call, graded, passed_through
 from .tensors import error_hint, expect_placement, numpy_dtype, on, run_torch
 
 DTYPES = (torch.float64, torch.float32)
@@ -137,13 +137,15 @@ def check_structure(BatchNormFunction, batch_norm, device, inputs=VISIBLE):
     when the exception passed through BatchNormFunction.forward.
     """
     __tracebackhide__ = True
-    if not (inspect.isclass(BatchNormFunction) and issubclass(BatchNormFunction, torch.autograd.Function)):
+    found = facts(BatchNormFunction)
+    if not (found["is_class"] and subclasses(found, "torch.autograd.function", "Function")):
+        what = "a class that does not" if found["is_class"] else f"an object of type {found['type']}, which does not"
         raise CheckFailure(
-            f"BatchNormFunction must be a class that subclasses torch.autograd.Function, got {BatchNormFunction!r}\n"
+            f"BatchNormFunction must be a class that subclasses torch.autograd.Function; it is {what}\n"
             "  hint: class BatchNormFunction(torch.autograd.Function): ..."
         )
     for method in ("forward", "backward"):
-        _expect_own_staticmethod(BatchNormFunction, method)
+        _expect_own_staticmethod(found, method)
     shape, seed = inputs.structure_shape, 40 + inputs.seed
     case = {"shape": shape, "dtype": "float64", "device": str(device), "seed": seed}
     x = cases.activations(shape, np.float64, seed)
@@ -151,7 +153,7 @@ def check_structure(BatchNormFunction, batch_norm, device, inputs=VISIBLE):
     try:
         y = batch_norm(*tensors)
     except Exception as error:  # the forward's own failure is the forward check's to grade
-        if _passed_through(error, BatchNormFunction.forward):
+        if passed_through(error, BatchNormFunction.forward):
             return
         _call("batch_norm(x, gamma, beta)", batch_norm, *tensors, case=case)  # explains the exception
         raise
@@ -159,26 +161,14 @@ def check_structure(BatchNormFunction, batch_norm, device, inputs=VISIBLE):
     _expect_own_backward(y, case)
 
 
-def _passed_through(error, function):
-    """Whether the exception's traceback contains a frame of ``function`` (a staticmethod's function)."""
+def _expect_own_staticmethod(found, method):
+    """``method`` is a staticmethod defined by the student's class (``found``: its facts), not inherited from torch."""
     __tracebackhide__ = True
-    code = getattr(function, "__code__", None)
-    frame = error.__traceback__
-    while frame is not None:
-        if frame.tb_frame.f_code is code:
-            return True
-        frame = frame.tb_next
-    return False
-
-
-def _expect_own_staticmethod(function_class, method):
-    """``method`` is a staticmethod defined by the student's class, not inherited from torch."""
-    __tracebackhide__ = True
-    for klass in function_class.__mro__:
-        if klass.__module__.startswith("torch."):
+    for module, _name, members in found["mro"]:
+        if module.startswith("torch."):
             break
-        if method in vars(klass):
-            if not isinstance(vars(klass)[method], staticmethod):
+        if method in members:
+            if members[method] != "staticmethod":
                 raise CheckFailure(f"BatchNormFunction.{method} must be a @staticmethod "
                                    f"(its first argument is ctx, not self).")
             return

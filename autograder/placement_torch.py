@@ -20,7 +20,8 @@ from . import cases, mistaken
 from .compare import CheckFailure, assert_close, describe_case
 from .mistakes import sentence
 from .student import graded, run
-from .tensors import DTYPE_CAUSE, cpu64, describe, error_hint, run_torch
+from .introspect import is_instance, same_class
+from .tensors import DTYPE_CAUSE, cpu64, describe, error_hint, run_torch, twin_beside
 
 DTYPES = (torch.float64, torch.float32)
 CONV_HYPERPARAMETERS = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups")
@@ -115,10 +116,11 @@ def _check_fused(fuse, name, kind, inputs, device):
     for case, layer, bn, x in _pairs(inputs, device):
         if type(layer).__name__ != kind:
             continue
-        before = _state(layer, bn)
-        fused = run(f"{name}(layer, bn)", lambda: fuse(layer, bn), case, _fuse_advice(layer))
-        _assert_unmodified(before, (layer, bn), (kind, "BatchNorm"), case)
-        if type(fused) is not type(layer):
+        given = twin_beside(fuse, layer), twin_beside(fuse, bn)
+        before = _state(*given)
+        fused = run(f"{name}(layer, bn)", lambda: fuse(*given), case, _fuse_advice(layer))
+        _assert_unmodified(before, given, (kind, "BatchNorm"), case)
+        if not same_class(fused, type(layer)):
             raise CheckFailure(f"{name} must return an nn.{kind}, got {type(fused).__name__}\n"
                                f"  input: {describe_case(case)}")
         expected = _reference(layer, bn)
@@ -206,7 +208,7 @@ def check_fuse_errors(fuse_conv_bn, fuse_linear_bn, device, inputs=VISIBLE):
                                bn_class(4, track_running_stats=False).to(device).eval())):
             case = {"layer": type(layer).__name__, "bn": situation, "device": str(device)}
             try:
-                fuse(layer, bn)
+                fuse(twin_beside(fuse, layer), twin_beside(fuse, bn))
             except ValueError as error:
                 if not str(error).strip():
                     raise CheckFailure(f"{name} raised ValueError without a message for a BN {situation}; say "
@@ -243,7 +245,7 @@ EXPECTED_LAYOUT = ["Conv2d", "ReLU", ["Conv2d", "ReLU"], "BatchNorm2d", "Conv2d"
 
 
 def _layout(module):
-    return [_layout(child) if isinstance(child, nn.Sequential) else type(child).__name__ for child in module]
+    return [_layout(child) if is_instance(child, nn.Sequential) else type(child).__name__ for child in module]
 
 
 @graded
@@ -255,16 +257,17 @@ def check_fold_all_bn(fold_all_bn, device, inputs=VISIBLE):
                      device=device)
     with torch.no_grad():
         expected_y = model(x)
+    model = twin_beside(fold_all_bn, model)
     before = _state(model)
     case = {"model": "Conv-BN-ReLU, a nested Conv-BN(affine=False)-ReLU, a BN after a ReLU, a BN without running "
                      "statistics, Linear-BN-ReLU, Linear", "device": str(device), "seed": inputs.seed}
     folded = run_torch("fold_all_bn(model)", lambda: fold_all_bn(model), case)
     _assert_unmodified(before, (model,), ("model",), case)
-    if folded is model or not isinstance(folded, nn.Module):
+    if folded is model or not is_instance(folded, nn.Module):
         raise CheckFailure("fold_all_bn must return a new module (a folded copy), not "
                            + ("the model itself" if folded is model else type(folded).__name__)
                            + f"\n  input: {describe_case(case)}\n  hint: start from copy.deepcopy(model)")
-    layout = _layout(folded) if isinstance(folded, nn.Sequential) else None
+    layout = _layout(folded) if is_instance(folded, nn.Sequential) else None
     if layout != EXPECTED_LAYOUT:
         cause = None
         flat = str(layout)
@@ -302,7 +305,7 @@ def check_conv_bn_relu(conv_bn_relu, device, inputs=VISIBLE):
     for in_channels, out_channels, kernel_size in ((3, 5, 3), (4, 2, 1), (2, 3, 5)):
         case = {"call": f"conv_bn_relu({in_channels}, {out_channels}, kernel_size={kernel_size})", "device": str(device)}
         block = run_torch(case["call"], lambda: conv_bn_relu(in_channels, out_channels, kernel_size=kernel_size), case)
-        layout = _layout(block) if isinstance(block, nn.Sequential) else type(block).__name__
+        layout = _layout(block) if is_instance(block, nn.Sequential) else type(block).__name__
         if layout != ["Conv2d", "BatchNorm2d", "ReLU"]:
             raise CheckFailure(f"{case['call']} must be nn.Sequential(Conv2d, BatchNorm2d, ReLU), got {layout}\n"
                                "  hint: BN goes between the convolution and the nonlinearity")
@@ -344,8 +347,8 @@ def check_preact_block(PreActBlock, device, inputs=VISIBLE):
         case = {"call": f"PreActBlock({channels})", "device": str(device), "seed": inputs.seed}
         block = run_torch(case["call"], lambda: PreActBlock(channels), case)
         reference = _ReferencePreActBlock(channels)
-        missing = [name for name in ("bn1", "conv1", "bn2", "conv2") if not isinstance(getattr(block, name, None),
-                                                                                      nn.Module)]
+        missing = [name for name in ("bn1", "conv1", "bn2", "conv2") if not is_instance(getattr(block, name, None),
+                                                                                        nn.Module)]
         if missing:
             raise CheckFailure(f"{case['call']} has no submodule {', '.join(missing)}\n"
                                "  hint: self.bn1, self.conv1, self.bn2, self.conv2, created in __init__")

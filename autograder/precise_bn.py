@@ -16,7 +16,8 @@ from . import cases
 from .compare import CheckFailure, assert_close, describe_case
 from .mistakes import sentence
 from .student import graded
-from .tensors import cpu64
+from .introspect import is_instance
+from .tensors import assign, cpu64, nn_beside
 from .train_vs_eval_torch import STATISTICS, batch_moments, construct, run_student, \
     set_affine, statistics_of
 
@@ -42,8 +43,9 @@ class Inputs:
 VISIBLE = Inputs()
 
 
-def _layers(kind, bn_factory, untracked):
-    """The layers of a small model; the last batch norm comes from ``bn_factory``."""
+def _layers(kind, bn_factory, untracked, nn=nn):
+    """The layers of a small model, made by ``nn`` (torch.nn here, or in the student's kernel); the last batch
+    norm comes from ``bn_factory``."""
     __tracebackhide__ = True
     if kind == "mlp":
         layers = [nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 5), bn_factory(5, 0.3)]
@@ -58,7 +60,7 @@ def _layers(kind, bn_factory, untracked):
 
 def _is_batch_norm(module, BatchNorm):
     __tracebackhide__ = True
-    return isinstance(module, (nn.modules.batchnorm._BatchNorm, BatchNorm))
+    return is_instance(module, nn.modules.batchnorm._BatchNorm, BatchNorm)
 
 
 def _twin_models(plan, BatchNorm, device, seed, untracked):
@@ -69,14 +71,16 @@ def _twin_models(plan, BatchNorm, device, seed, untracked):
         module, _ = construct(BatchNorm, channels, {"momentum": momentum}, torch.float64, device, {"model": plan.kind})
         return module
 
-    def torch_bn(channels, momentum):
+    def torch_bn(channels, momentum, nn=nn):
         __tracebackhide__ = True
         return (nn.BatchNorm1d if plan.kind == "mlp" else nn.BatchNorm2d)(channels, momentum=momentum)
 
     torch.manual_seed(seed)
     reference = nn.Sequential(*_layers(plan.kind, torch_bn, untracked)).to(device, torch.float64)
-    model = nn.Sequential(*_layers(plan.kind, student_bn if plan.with_student_layer else torch_bn, untracked))
-    model = model.to(device, torch.float64)
+    beside = nn_beside(BatchNorm)  # the model is the student's function's argument: built where it runs
+    layers = _layers(plan.kind, student_bn if plan.with_student_layer else
+                     (lambda channels, momentum: torch_bn(channels, momentum, beside)), untracked, beside)
+    model = beside.Sequential(*layers).to(device, torch.float64)
     rng = np.random.default_rng(seed)
     for ours, theirs in zip(reference, model):
         if _is_batch_norm(ours, BatchNorm) and ours.affine:
@@ -93,10 +97,9 @@ def _twin_models(plan, BatchNorm, device, seed, untracked):
 def _make_stale(layer, rng):
     """Statistics from 'earlier training': far from this data, with a non-zero count."""
     __tracebackhide__ = True
-    with torch.no_grad():
-        layer.running_mean.copy_(torch.as_tensor(rng.uniform(-3, 3, layer.num_features)))
-        layer.running_var.copy_(torch.as_tensor(rng.uniform(0.2, 4, layer.num_features)))
-        layer.num_batches_tracked.fill_(int(rng.integers(5, 50)))
+    assign(layer, "running_mean", rng.uniform(-3, 3, layer.num_features))
+    assign(layer, "running_var", rng.uniform(0.2, 4, layer.num_features))
+    assign(layer, "num_batches_tracked", int(rng.integers(5, 50)))
 
 
 def _plan_batches(plan, device, seed):
@@ -169,7 +172,7 @@ def _trained_parameters(model):
 
 def _layer_name(layer, index, BatchNorm):
     __tracebackhide__ = True
-    own = not isinstance(layer, nn.modules.batchnorm._BatchNorm)
+    own = not is_instance(layer, nn.modules.batchnorm._BatchNorm)
     return f"layer {index} ({'your BatchNorm' if own else type(layer).__name__})"
 
 
@@ -184,7 +187,7 @@ def _compare_recomputed(model, before, expected, BatchNorm, case):
     for index, values in expected.items():
         layer = model[index]
         label = _layer_name(layer, index, BatchNorm)
-        if not isinstance(layer, nn.modules.batchnorm._BatchNorm):
+        if not is_instance(layer, nn.modules.batchnorm._BatchNorm):
             _assert_re_estimated(layer, before["statistics"][index], values["num_batches_tracked"], label, case)
             continue
         mistakes = _recompute_mistakes(before["statistics"][index], values["moments"], before["momentum"][index])

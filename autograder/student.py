@@ -27,6 +27,7 @@ import warnings
 import numpy as np
 
 from .compare import CheckFailure, assert_dtype, assert_unchanged, describe_case
+from .introspect import facts
 
 # At most this many distinct warnings are quoted in a failure message.
 QUOTED_WARNINGS = 3
@@ -143,6 +144,19 @@ def raised_in(error):
         name = frame.tb_frame.f_code.co_name
         frame = frame.tb_next
     return name
+
+
+def passed_through(error, function):
+    """Whether the exception's traceback has a frame of ``function``'s code (here, or in the student's kernel)."""
+    __tracebackhide__ = True
+    code = facts(function)["code"]
+    frames = getattr(error, "student_frames", None)
+    if frames is None:
+        frames, frame = [], error.__traceback__
+        while frame is not None:
+            frames.append((frame.tb_frame.f_code.co_filename, frame.tb_frame.f_code.co_qualname))
+            frame = frame.tb_next
+    return code is not None and tuple(code) in {tuple(f) for f in frames}
 
 
 def _snapshot(argument):

@@ -7,10 +7,12 @@ unchanged on CUDA, where a tensor created on the CPU shows up as a wrong
 
 import numpy as np
 import torch
+from torch import nn
 
 from .compare import CheckFailure, describe_case
 from .mistakes import sentence
 from .student import run
+from .watch import NormalizationWatcher  # noqa: F401 the checks' watcher, here with the other helpers
 
 TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 DTYPE_CAUSE = ("a tensor created without dtype=x.dtype (torch.tensor, torch.zeros, torch.ones and torch.empty "
@@ -28,6 +30,65 @@ def on(device, *arrays, requires_grad=False):
     """Tensors on ``device`` holding ``arrays`` (same dtype), optionally tracking gradients."""
     __tracebackhide__ = True
     return tuple(torch.tensor(a, device=device, requires_grad=requires_grad) for a in arrays)
+
+
+def assign(module, name, values):
+    """Give ``module.<name>`` (a parameter or buffer) the values ``values`` in place, outside autograd; in the
+    student's kernel when the module lives there."""
+    __tracebackhide__ = True
+    in_kernel = getattr(type(module), "assign_in_kernel", None)
+    if in_kernel is not None:
+        in_kernel(module, name, values)
+        return
+    with torch.no_grad():
+        getattr(module, name).copy_(torch.as_tensor(values))
+
+
+def nn_beside(student_object):
+    """``torch.nn`` in the process of ``student_object``: where a check builds the layers it hands to student code."""
+    __tracebackhide__ = True
+    in_kernel = getattr(type(student_object), "module_in_kernel", None)
+    return in_kernel(student_object, "torch.nn") if in_kernel is not None else nn
+
+
+def twin_beside(student_object, local):
+    """The module to hand to student code: ``local`` itself when that code runs here; else a copy built in the
+    student's kernel with its ``torch.nn`` (torch's own layers only: see :func:`rebuilt`), with ``local``'s
+    state_dict, dtype, device and training flags."""
+    __tracebackhide__ = True
+    beside = nn_beside(student_object)
+    if beside is nn:
+        return local
+    twin = rebuilt(beside, local)
+    floating = [t for t in [*local.parameters(), *local.buffers()] if t.is_floating_point()]
+    if floating:
+        twin.to(floating[0].device, floating[0].dtype)
+    twin.load_state_dict(local.state_dict())
+    for ours, theirs in zip(local.modules(), twin.modules()):
+        theirs.training = ours.training
+    return twin
+
+
+def rebuilt(nn_there, module):
+    """A new module like ``module`` (its constructor's arguments, not its state), made by ``nn_there``."""
+    __tracebackhide__ = True
+    kind = type(module).__name__
+    if isinstance(module, nn.Sequential):
+        return nn_there.Sequential(*[rebuilt(nn_there, child) for child in module])
+    if isinstance(module, nn.Conv2d):
+        return nn_there.Conv2d(module.in_channels, module.out_channels, module.kernel_size, stride=module.stride,
+                               padding=module.padding, dilation=module.dilation, groups=module.groups,
+                               bias=module.bias is not None, padding_mode=module.padding_mode)
+    if isinstance(module, nn.Linear):
+        return nn_there.Linear(module.in_features, module.out_features, bias=module.bias is not None)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return getattr(nn_there, kind)(module.num_features, eps=module.eps, momentum=module.momentum,
+                                       affine=module.affine, track_running_stats=module.track_running_stats)
+    if isinstance(module, nn.Flatten):
+        return nn_there.Flatten(module.start_dim, module.end_dim)
+    if isinstance(module, nn.ReLU):
+        return nn_there.ReLU()
+    raise TypeError(f"no recipe to rebuild a {kind} in the student's kernel")
 
 
 def cpu64(tensor):
@@ -79,43 +140,3 @@ def error_hint(message, hint=None):
         return ("hint: in forward call ctx.save_for_backward(t1, t2, ...) with tensors only, "
                 "and read them in backward with t1, t2, ... = ctx.saved_tensors")
     return f"hint: {hint or 'read the traceback above to find the failing line.'}"
-
-
-class NormalizationWatcher:
-    """Records calls of torch's own normalizations while active, both as Python functions (``F.layer_norm``,
-    ``torch.rms_norm``: a function mode) and as aten operators (``aten.native_layer_norm``: a dispatch mode),
-    because some of them (RMSNorm) decompose into plain operators before dispatch."""
-
-    NAMES = ("layer_norm", "group_norm", "rms_norm", "batch_norm", "instance_norm")
-
-    def __init__(self):
-        from torch.overrides import TorchFunctionMode
-        from torch.utils._python_dispatch import TorchDispatchMode
-
-        calls = self.calls = []
-        names = self.NAMES
-
-        class Functions(TorchFunctionMode):
-            def __torch_function__(self, func, types, args=(), kwargs=None):
-                name = getattr(func, "__name__", str(func))
-                if any(n in name for n in names):
-                    calls.append(name)
-                return func(*args, **(kwargs or {}))
-
-        class Operators(TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                if any(n in str(func) for n in names):
-                    calls.append(str(func))
-                return func(*args, **(kwargs or {}))
-
-        self._modes = (Functions(), Operators())
-
-    def __enter__(self):
-        for mode in self._modes:
-            mode.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        for mode in reversed(self._modes):
-            mode.__exit__(*exc)
-        return False

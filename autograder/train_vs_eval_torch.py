@@ -5,8 +5,9 @@ The student's ``BatchNorm`` runs side by side with ``torch.nn.BatchNorm{1,2,3}d`
 sizes, then in eval mode. After every step the checks compare the output,
 ``x.grad``, ``weight.grad``, ``bias.grad``, the running statistics and
 ``num_batches_tracked``. Every forward pass of the student's module runs under
-a dispatch mode that records the aten operators it calls, so that delegating to
-torch's own batch norm is caught without touching the student's code.
+the normalization watcher (:mod:`autograder.watch`: a function and a dispatch
+mode), so that delegating to torch's own batch norm is caught without touching
+the student's code.
 
 Everything runs on ``device`` (the notebook's: CUDA when it is available, else
 the CPU); the diagnoses are computed in float64 on the CPU.
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from . import cases
 from .cases import channel_shape
@@ -25,7 +25,9 @@ from .compare import CheckFailure, assert_close, describe_case
 from .layer_model import LayerOptions
 from .mistakes import sentence
 from .student import graded, run
-from .tensors import TORCH_DTYPES, cpu64, describe
+from .introspect import is_instance
+from .tensors import TORCH_DTYPES, assign, cpu64, describe
+from .watch import NormalizationWatcher
 
 STATISTICS = ("running_mean", "running_var")
 BUFFERS = STATISTICS + ("num_batches_tracked",)
@@ -78,21 +80,6 @@ VISIBLE = Inputs()
 
 # Calling the student's module ------------------------------------------------------------
 
-class BatchNormWatcher(TorchDispatchMode):
-    """Records the aten operators that run while it is active whose name contains "batch_norm"."""
-
-    def __init__(self):
-        __tracebackhide__ = True
-        super().__init__()
-        self.batch_norm_calls = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        __tracebackhide__ = True
-        if "batch_norm" in str(func):
-            self.batch_norm_calls.append(str(func))
-        return func(*args, **(kwargs or {}))
-
-
 def run_student(name, action, case, hint):
     """Run student code; explain its exceptions with ``hint``."""
     __tracebackhide__ = True
@@ -121,10 +108,10 @@ def construct(BatchNorm, channels, arguments, dtype, device, case):
 def assert_own_batch_norm(module, name):
     """Fail when the module is, or contains, one of torch's batch-norm layers."""
     __tracebackhide__ = True
-    if not isinstance(module, nn.Module):
+    if not is_instance(module, nn.Module):
         raise CheckFailure(f"{name} must be an nn.Module (class BatchNorm(nn.Module)), got {type(module).__name__}")
     for inner_name, inner in module.named_modules():
-        if isinstance(inner, nn.modules.batchnorm._BatchNorm):
+        if is_instance(inner, nn.modules.batchnorm._BatchNorm):
             where = "your module is" if not inner_name else f"your module contains ({inner_name})"
             raise CheckFailure(
                 f"{name}: {where} an instance of torch's {type(inner).__name__}.\n"
@@ -135,12 +122,12 @@ def assert_own_batch_norm(module, name):
 def student_forward(module, x, case, hint):
     """``module(x)`` under the batch-norm watcher; fails if torch's own batch norm ran."""
     __tracebackhide__ = True
-    with BatchNormWatcher() as watcher:
+    with NormalizationWatcher() as watcher:
         y = run_student("your BatchNorm's forward", lambda: module(x), case, hint)
-    if watcher.batch_norm_calls:
+    if watcher.named("batch_norm"):
         raise CheckFailure(
             f"your BatchNorm's forward called torch's own batch norm "
-            f"({', '.join(sorted(set(watcher.batch_norm_calls)))}).\n"
+            f"({', '.join(sorted(set(watcher.named('batch_norm'))))}).\n"
             f"  input: {describe_case(case)}\n"
             f"  likely cause: {sentence('delegates_to_torch', 'torch')}"
         )
@@ -175,8 +162,7 @@ def set_affine(module, gamma, beta, name):
                 + describe(tensor) + "\n"
                 "  hint: self.weight = nn.Parameter(torch.ones(num_features, device=device, dtype=dtype))"
             )
-        with torch.no_grad():
-            tensor.copy_(torch.as_tensor(values))
+        assign(module, attribute, values)
 
 
 def _node_name(tensor):

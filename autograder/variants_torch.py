@@ -22,7 +22,8 @@ from .compare import CheckFailure, assert_close, describe_case, to_numpy
 from .mistaken_variants import Variant
 from .mistakes import sentence
 from .student import graded, run
-from .tensors import TORCH_DTYPES, NormalizationWatcher, cpu64, describe, expect_placement
+from .introspect import is_instance
+from .tensors import TORCH_DTYPES, NormalizationWatcher, assign, cpu64, describe, expect_placement
 from .variant_cases import Case
 
 TORCH_MODULES = {"layer": nn.LayerNorm, "group": nn.GroupNorm, "rms": nn.RMSNorm}
@@ -99,11 +100,11 @@ def construct(kind, Module, arguments, dtype, device, case):
     name = _call_text(kind, arguments, None if dtype is None else str(dtype))
     module = run(name, lambda: Module(**arguments, **placement), case,
                  f"hint: the constructor is torch's: {CLASS_NAMES[kind]}{SIGNATURES[kind]}")
-    if not isinstance(module, nn.Module):
+    if not is_instance(module, nn.Module):
         raise CheckFailure(f"{name} must be an nn.Module (class {CLASS_NAMES[kind]}(nn.Module)), got "
                            f"{type(module).__name__}")
     for inner_name, inner in module.named_modules():
-        if isinstance(inner, TORCH_NORMALIZATIONS):
+        if is_instance(inner, *TORCH_NORMALIZATIONS):
             where = "is" if not inner_name else f"contains ({inner_name})"
             raise CheckFailure(f"{name} {where} torch's {type(inner).__name__}.\n"
                                f"  likely cause: {sentence('delegates_to_torch_normalization', 'torch')}")
@@ -245,16 +246,15 @@ def _size(kind, arguments):
 
 def _set_parameters(module, name, values, case):
     __tracebackhide__ = True
-    with torch.no_grad():
-        for key, value in values.items():
-            parameter = getattr(module, key, None)
-            if value is None:
-                continue
-            if not isinstance(parameter, torch.Tensor) or parameter.shape != value.shape:
-                raise CheckFailure(f"{name}.{key} must be a parameter of shape {tuple(value.shape)}, got "
-                                   f"{describe(parameter)}\n  input: {describe_case(case)}\n"
-                                   "  hint: the structure check of this module says more")
-            parameter.copy_(value)
+    for key, value in values.items():
+        parameter = getattr(module, key, None)
+        if value is None:
+            continue
+        if not isinstance(parameter, torch.Tensor) or parameter.shape != value.shape:
+            raise CheckFailure(f"{name}.{key} must be a parameter of shape {tuple(value.shape)}, got "
+                               f"{describe(parameter)}\n  input: {describe_case(case)}\n"
+                               "  hint: the structure check of this module says more")
+        assign(module, key, value)
 
 
 def _check_outputs(kind, Module, runs, device, seed):

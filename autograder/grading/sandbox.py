@@ -54,6 +54,7 @@ import time
 import weakref
 from pathlib import Path
 
+import nbformat
 from jupyter_client.manager import AsyncKernelManager
 from nbformat.notebooknode import NotebookNode
 from nbclient.exceptions import DeadKernelError
@@ -290,6 +291,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             return True
         if self.allow_unsandboxed:
             self.log.warning("Kernel NOT sandboxed (SandboxedKernelManager.allow_unsandboxed): %s", problem)
+            self.unsandboxed_because = problem
             return False
         raise SandboxUnavailable(
             f"Refusing to run a student's kernel without a sandbox: {problem}. Set "
@@ -388,7 +390,11 @@ class SandboxedExecute(Execute):
         self._trusts = any(fnmatch.fnmatch(name, pattern) for pattern in self.trusted_notebooks)
         self._instructor = instructor_cells(resources) if self._trusts else {}
         self._trusted, self._stuck, self._unreachable = None, False, False
-        return super().preprocess(nb, resources, km)
+        self._unsandboxed = None
+        nb, resources = super().preprocess(nb, resources, km)
+        if self._unsandboxed:
+            nb.cells.insert(0, unsandboxed_note(self._unsandboxed))
+        return nb, resources
 
     def output(self, outs, msg, display_id, cell_index):
         """Record an output unless the cell's printed and displayed output exceeds ``output_bytes``.
@@ -426,6 +432,7 @@ class SandboxedExecute(Execute):
         if remaining <= 0:
             cell.outputs = [budget_spent(self.notebook_budget)]
             return cell, resources
+        self._unsandboxed = self._unsandboxed or getattr(self.km, "unsandboxed_because", None)
         per_cell = self.timeout
         self.timeout_func = lambda _cell: max(1, int(min(per_cell or remaining, remaining)) + 1)
         role, source = self._instructor.get(cell.metadata.get("nbgrader", {}).get("grade_id"), (None, None))
@@ -615,6 +622,17 @@ def output_size(content):
     if "text" in content:
         return len(content["text"])
     return sum(len(str(value)) for value in content.get("data", {}).values())
+
+
+UNSANDBOXED = "GRADED WITHOUT THE SANDBOX"
+
+
+def unsandboxed_note(problem):
+    """The first cell of a notebook graded with ``allow_unsandboxed``: the feedback says so."""
+    return nbformat.v4.new_markdown_cell(
+        f"**{UNSANDBOXED}.** This notebook's code ran without the grader's sandbox ({problem}), because the "
+        "instructor allowed it (`--SandboxedKernelManager.allow_unsandboxed=True`): the verdicts of its test cells "
+        "still come from the grader's process, but the code could reach the machine it ran on.")
 
 
 def budget_spent(budget):

@@ -97,8 +97,8 @@ def course(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def in_kernel_course(tmp_path_factory):
-    """Graded with the test cells in the student's kernel, as the PyTorch notebooks are: IPython's tracebacks there
-    quote the test cell's lines, hidden ones included."""
+    """Graded with the test cells in the student's kernel (a course that sets ``trusted_notebooks = []``): IPython's
+    tracebacks there quote the test cell's lines, hidden ones included."""
     return graded_course(tmp_path_factory, ["--SandboxedExecute.trusted_notebooks=[]"])
 
 

@@ -328,13 +328,21 @@ def test_nothing_outlives_the_kernel(attacked):
     assert not any(MARK in p.name for p in Path("/tmp").iterdir())
 
 
-def test_refuses_without_bwrap(tmp_path):
+def test_refuses_without_bwrap_unless_allowed_and_then_says_so(tmp_path):
     course = pipeline.new_course(ASSIGNMENT, tmp_path / "course")
     submit(course, "a_honest")
     bin_directory = str(Path(sys.executable).parent)  # PATH without /usr/bin: no bwrap, setpriv, prlimit
     code, output, _ = run_autograde(course, path=bin_directory)
     assert code != 0 and "Refusing to run a student's kernel without a sandbox" in output
     assert not (course / "autograded" / "a_honest" / ASSIGNMENT / NOTEBOOK).exists()
+    # The instructor's explicit flag grades anyway, and the graded notebook (so the feedback) says so first.
+    code, output, _ = run_autograde(course, extra=["--SandboxedKernelManager.allow_unsandboxed=True"],
+                                    path=bin_directory)
+    assert code == 0, output[-3000:]
+    graded = nbformat.read(course / "autograded" / "a_honest" / ASSIGNMENT / NOTEBOOK, as_version=4)
+    assert graded.cells[0].cell_type == "markdown" and sandbox.UNSANDBOXED in graded.cells[0].source
+    assert "bwrap, setpriv, prlimit not found" in graded.cells[0].source
+    assert scores(course, ["a_honest"])["a_honest"]["score"] == 17
 
 
 LOOPS = [

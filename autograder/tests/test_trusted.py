@@ -184,8 +184,9 @@ def graded(tmp_path_factory):
     return results, workdir / "graded"
 
 
-def printed(workdir, student):
-    notebook = nbformat.read(workdir / "autograded" / student / ASSIGNMENT / NOTEBOOK, as_version=4)
+def printed(workdir, student, assignment=ASSIGNMENT, notebook=NOTEBOOK):
+    """The ``RESULT name=value`` lines the student's kernel printed while it was graded."""
+    notebook = nbformat.read(workdir / "autograded" / student / assignment / notebook, as_version=4)
     text = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])
                    if o.get("output_type") == "stream")
     return dict(line[len("RESULT "):].split("=", 1) for line in text.splitlines() if line.startswith("RESULT "))
