@@ -8,7 +8,7 @@ unchanged on CUDA, where a tensor created on the CPU shows up as a wrong
 import numpy as np
 import torch
 
-from .compare import CheckFailure, describe_case
+from .compare import CheckFailure, describe_case, dtypes_in_out
 from .mistakes import sentence
 from .student import run
 
@@ -48,7 +48,7 @@ def expect_placement(name, tensor, like, case):
     if tensor.dtype != like.dtype:
         raise CheckFailure(f"{name}: expected dtype {like.dtype}, got {tensor.dtype}\n"
                            f"  input: {describe_case(case)}\n  likely cause: {DTYPE_CAUSE} "
-                           f"({like.dtype} in, {like.dtype} out)")
+                           f"({dtypes_in_out(like.dtype, tensor.dtype)})")
     if tensor.device != like.device:
         raise CheckFailure(f"{name}: expected a tensor on {like.device} (the input's device), "
                            f"got one on {tensor.device}\n"
