@@ -3,6 +3,9 @@
 import re
 import shutil
 
+import numpy as np
+import pytest
+
 from .conftest import REPOSITORY
 from .test_book import build
 
@@ -86,3 +89,12 @@ def test_the_same_claim_unchanged_builds(tmp_path):
     book = book_with_one_page(tmp_path, "claim", claim_page())
     code, log = build(book, tmp_path / "out")
     assert code == 0, log[-3000:]
+
+
+def test_a_claim_names_what_the_text_says_and_what_was_measured():
+    from autograder.claims import ClaimFailed, claim
+    claim("two and two make four", 2 + 2 == 4, "4")
+    with pytest.raises(ClaimFailed, match="the text says: two and two make five\n  this run measured: 4"):
+        claim("two and two make five", 2 + 2 == 5, "4")
+    with pytest.raises(TypeError, match="one truth value"):
+        claim("every value is positive", np.array([1, 2]) > 0)
