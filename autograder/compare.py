@@ -137,6 +137,16 @@ def _cause_line(key, hint, api):
     return ""
 
 
+def dtype_name(dtype):
+    """``float32`` for np.float32, np.dtype('float32') and torch.float32 alike."""
+    return str(getattr(dtype, "name", dtype)).replace("torch.", "")
+
+
+def dtypes_in_out(expected, got):
+    """What came and what was expected, for a dtype mismatch: 'float32 in, float64 out; expected float32'."""
+    return f"{dtype_name(expected)} in, {dtype_name(got)} out; expected {dtype_name(expected)}"
+
+
 def assert_dtype(name, got, expected_dtype, case, cause):
     __tracebackhide__ = True
     got_dtype = to_numpy(got).dtype if not hasattr(got, "dtype") else got.dtype

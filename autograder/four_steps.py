@@ -13,7 +13,7 @@ import numpy as np
 
 from . import cases, mistaken, reference
 from .cases import channel_shape
-from .compare import CheckFailure, assert_close, describe_case
+from .compare import CheckFailure, assert_close, describe_case, dtypes_in_out
 from .mistakes import sentence
 from .student import call, expect_array, graded, returned_tuple
 
@@ -41,7 +41,7 @@ def _expect_array(name, value, x, case):
     expect_array(name, value, x.dtype, case,
                  hint="this notebook is NumPy only; use np.mean, np.sum, np.sqrt on the array.",
                  cause="a cast or a float32/float64 constant array changed the dtype; keep the input's dtype "
-                       f"({x.dtype} in, {x.dtype} out)")
+                       f"({dtypes_in_out(x.dtype, getattr(value, 'dtype', None))})")
 
 
 def _advice(hint=None):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import cases, mistaken, reference
-from .compare import CheckFailure, assert_close, assert_unchanged, describe_case
+from .compare import CheckFailure, assert_close, assert_unchanged, describe_case, dtypes_in_out
 from .mistakes import sentence
 from .student import call, expect_array, graded, returned_tuple
 
@@ -80,7 +80,7 @@ def _check_fold(fold, name, shapes, inputs):
             expect_array(label, got[quantity], dtype, case,
                          hint=f"return NumPy arrays: W2 with W's shape, b2 of shape ({arguments[0].shape[0]},), "
                               "also when b is None",
-                         cause=f"keep W's dtype ({dtype} in, {dtype} out); b, gamma or beta being None is no reason "
+                         cause=f"keep W's dtype ({dtypes_in_out(dtype, getattr(got[quantity], 'dtype', None))}); b, gamma or beta being None is no reason "
                                "to create float64 arrays for a float32 layer (use dtype=W.dtype)")
             assert_close(label, got[quantity], expected[quantity], dtype=dtype, case=case, mistakes=mistakes[quantity],
                          hint="W2 = W * scale (one scale per output unit, along axis 0) and "

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_weights
 
 from . import cases, mistaken
-from .compare import CheckFailure, assert_close, describe_case
+from .compare import CheckFailure, assert_close, describe_case, dtypes_in_out
 from .mistakes import sentence
 from .student import graded, run
 from .introspect import is_instance, same_class
@@ -173,7 +173,7 @@ def _compare_module(fused, expected, name, case, mistakes):
             raise CheckFailure(
                 f"{attribute} of the module {name} returned is {describe(got)}, expected {describe(want)}\n"
                 f"  input: {describe_case(case)}\n"
-                + (f"  likely cause: {DTYPE_CAUSE} ({want.dtype} in, {want.dtype} out)" if dtype_only else
+                + (f"  likely cause: {DTYPE_CAUSE} ({dtypes_in_out(want.dtype, got.dtype)})" if dtype_only else
                    "  hint: the fused module always has a bias (b = 0 when the original has none), in the original's "
                    "dtype and device"))
         assert_close(f"{attribute} of the module {name} returned", got, want, dtype=_np(want.dtype), case=case,

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .compare import CheckFailure, describe_case
+from .compare import CheckFailure, describe_case, dtypes_in_out
 from .mistakes import sentence
 from .student import run
 from .watch import NormalizationWatcher  # noqa: F401 the checks' watcher, here with the other helpers
@@ -109,7 +109,7 @@ def expect_placement(name, tensor, like, case):
     if tensor.dtype != like.dtype:
         raise CheckFailure(f"{name}: expected dtype {like.dtype}, got {tensor.dtype}\n"
                            f"  input: {describe_case(case)}\n  likely cause: {DTYPE_CAUSE} "
-                           f"({like.dtype} in, {like.dtype} out)")
+                           f"({dtypes_in_out(like.dtype, tensor.dtype)})")
     if tensor.device != like.device:
         raise CheckFailure(f"{name}: expected a tensor on {like.device} (the input's device), "
                            f"got one on {tensor.device}\n"

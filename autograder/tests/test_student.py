@@ -59,3 +59,33 @@ def test_the_decorator_keeps_the_failure_and_its_cause():
     with pytest.raises(CheckFailure) as failure:
         check(lambda: 1 / 0)
     assert isinstance(failure.value.__cause__, ZeroDivisionError)
+
+
+def batch_mean_in_float64(x):
+    """The right mean, returned in float64 whatever the input's dtype."""
+    return x.astype(np.float64).mean(axis=(0,) + tuple(range(2, x.ndim)))
+
+
+def batch_norm_in_float64(x, gamma, beta, eps=1e-5):
+    """The right output, returned in float64 whatever the input's dtype."""
+    import torch.nn.functional as F
+    return F.batch_norm(x.double(), None, None, gamma.double(), beta.double(), training=True, eps=eps)
+
+
+def test_a_dtype_message_says_what_came_and_what_was_expected():
+    """float32 in, float64 out: the message names both, not "float64 in, float64 out"."""
+    with pytest.raises(CheckFailure) as failure:
+        four_steps.check_batch_mean(batch_mean_in_float64)
+    message = str(failure.value)
+    assert "float32 in, float64 out; expected float32" in message, message
+    assert "float64 in, float64 out" not in message, message
+
+
+def test_a_tensor_dtype_message_says_what_came_and_what_was_expected():
+    import torch
+
+    from autograder import four_steps_torch
+    with pytest.raises(CheckFailure) as failure:
+        four_steps_torch.check_forward(batch_norm_in_float64, torch.device("cpu"))
+    message = str(failure.value)
+    assert "float32 in, float64 out; expected float32" in message, message
