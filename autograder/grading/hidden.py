@@ -2,29 +2,24 @@
 
 A hidden test cell calls the same check as its visible part, with these inputs::
 
-    from autograder.grading.hidden import hidden_checks
-    checks, hidden_inputs = hidden_checks("four_steps")
-    checks.check_batch_mean(batch_mean, hidden_inputs)
+    from autograder.grading.hidden import hidden_inputs
+    checks.check_batch_mean(batch_mean, hidden_inputs("four_steps"))
 
-In the student's kernel, ``hidden_checks`` imports the check module afresh
-first, so that a notebook that replaced a check (or the whole module) earns
-nothing. Where test cells run in the grader's trusted process
-(:mod:`autograder.grading.trusted` sets ``TRUSTED_PROCESS``), the student's code
-cannot reach the checks and nothing is re-imported. None of this ships to
-students: the package they install leaves ``autograder.grading`` out.
+Test cells run in the grader's trusted process (:mod:`autograder.grading.trusted`), where ``checks`` is the
+name the notebook's setup cell bound there, to the grader's own check library: code in the student's kernel cannot
+reach it, so nothing needs re-importing. None of this ships to students: the package they install leaves
+``autograder.grading`` out.
 """
 
 import importlib
 import os
 import secrets
-import sys
 
 # The hidden inputs' seed in a student's kernel and in this repository's tests. Where the test cells run in the
 # grader's trusted process, it is the course's secret instead (use_course_seed).
 SEED = 1003
 SEED_FILE = "hidden_seed"  # in the course root, which the students' kernels never see
 EPS = 1e-5
-TRUSTED_PROCESS = False
 
 
 def course_seed(root):
@@ -50,15 +45,9 @@ def use_course_seed(root):
     SEED = course_seed(root)
 
 
-def hidden_checks(module_name):
-    """(``autograder.<module_name>``, imported afresh in a student's kernel; its hidden inputs)."""
-    if not TRUSTED_PROCESS:
-        for name in [n for n in sys.modules if n == "autograder" or n.startswith("autograder.")]:
-            if not name.startswith("autograder.grading"):
-                del sys.modules[name]
-    checks = importlib.import_module(f"autograder.{module_name}")
-    make_inputs = INPUTS.get(module_name)
-    return checks, make_inputs(checks) if make_inputs else None
+def hidden_inputs(module_name):
+    """The hidden inputs of the checks in ``autograder.<module_name>`` (an instance of its ``Inputs``)."""
+    return INPUTS[module_name](importlib.import_module(f"autograder.{module_name}"))
 
 
 # A volume, a single channel, a tiny batch, a batch of one image, many channels.

@@ -346,8 +346,9 @@ class Server:
         answer = encode(returned, self.handle_of, tensors=outputs)
         outputs = [tensor for tensor in outputs if tensor.grad_fn is not None]
         graph = 0
-        if outputs and watched:
-            self.seen.extend(normalizations_in_graph(outputs))
+        if outputs:
+            if watched:
+                self.seen.extend(normalizations_in_graph(outputs))
             graph = len(self.graphs) + 1
             self.graphs[graph] = (leaves, outputs)
         # Arrays and tensors passed by value come back as they are now, so that an in-place change is seen.

@@ -63,8 +63,7 @@ import sys, autograder, autograder.four_steps as four_steps, autograder.grading.
 for name in dir(four_steps):
     if name.startswith("check_"):
         setattr(four_steps, name, lambda *args, **kwargs: None)
-hidden.hidden_checks = lambda module_name: (four_steps, None)
-hidden.TRUSTED_PROCESS = True
+hidden.hidden_inputs = lambda module_name: four_steps.VISIBLE
 try:
     open(autograder.__file__, "a").write("\\n# patched\\n")
     print("RESULT library_file=written")
@@ -76,7 +75,7 @@ import builtins, importlib.abc, importlib.util, sys, types
 fake = types.ModuleType("autograder.four_steps")
 fake.__getattr__ = lambda name: (lambda *args, **kwargs: None)
 fake_hidden = types.ModuleType("autograder.grading.hidden")
-fake_hidden.hidden_checks = lambda module_name: (fake, None)
+fake_hidden.hidden_inputs = lambda module_name: None
 class Finder(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         return None
@@ -253,14 +252,13 @@ def test_a_call_that_never_returns_costs_its_part_only(tmp_path):
 HARD_CODED = '''
 import numpy as np
 from autograder import four_steps
-from autograder.grading.hidden import hidden_checks
+from autograder.grading.hidden import hidden_inputs
 TABLE = {}
 def recorder(x):
     TABLE[x.tobytes()] = x.mean(axis=(0,) + tuple(range(2, x.ndim)))
     return TABLE[x.tobytes()]
 four_steps.check_batch_mean(recorder)
-public_checks, public_inputs = hidden_checks("four_steps")
-public_checks.check_batch_mean(recorder, public_inputs)
+four_steps.check_batch_mean(recorder, hidden_inputs("four_steps"))
 print("RESULT recorded=" + str(len(TABLE)))
 def batch_mean(x):
     return TABLE.get(x.tobytes(), np.zeros(x.shape[1]))

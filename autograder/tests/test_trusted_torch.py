@@ -53,8 +53,7 @@ import autograder.four_steps_torch as four_steps_torch, autograder.grading.hidde
 for name in dir(four_steps_torch):
     if name.startswith("check_"):
         setattr(four_steps_torch, name, lambda *args, **kwargs: None)
-hidden.hidden_checks = lambda module_name: (four_steps_torch, None)
-hidden.TRUSTED_PROCESS = True
+hidden.hidden_inputs = lambda module_name: four_steps_torch.VISIBLE
 ''',
     "agreeable_tensor": '''
 import torch
