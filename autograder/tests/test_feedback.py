@@ -34,11 +34,12 @@ WRONG = (
     ("bn_forward", "batch_var(x)", "batch_variance(x)"),
 )
 STUDENT_LINE = "mean, var = batch_mean(x), batch_variance(x)"
-# A student who blocks the hidden tests' import makes a hidden line fail:
-# IPython's traceback of that line quotes the hidden lines around it, the quiz
+# A student whose own check_choice fails where the hidden part passes the answer makes a hidden line fail (where
+# test cells run in the kernel): IPython's traceback of that line quotes the hidden lines around it, the quiz
 # answer among them, to exactly the student who should not see it.
 BLOCKED = (("quiz_answers", 'answer_q3 = "b"',
-            'answer_q3 = "b"\nimport sys\nsys.modules["autograder.grading"] = sys.modules["autograder.grading.hidden"] = None'),)
+            'answer_q3 = "b"\ndef check_choice(question, answer, options="abcd", correct=None):\n'
+            '    if correct is not None:\n        raise RuntimeError("blocked")'),)
 
 
 def squashed(text):
@@ -166,7 +167,7 @@ def test_tracebacks_lose_hidden_lines_only(in_kernel_course):
     assert 'check_choice("q3", answer_q3)' in after, "the failing (visible) line was removed"
     assert "NameError: name 'answer_q3' is not defined" in after and notice in after, after
     after = traceback(blocked, "test_quiz_q1")
-    assert "ModuleNotFoundError" in after and notice in after, after
+    assert "RuntimeError: blocked" in after and notice in after, after
     after = traceback(wrong, "test_bn_forward")
     assert STUDENT_LINE in after, "the student's own frame was removed"
     assert "NameError: name 'batch_variance' is not defined" in after
