@@ -3,9 +3,11 @@
 A page builds a Plotly figure (its traces styled, their data left to the frames), names its controls (sliders or a
 row of buttons, each over a list of values) and gives a function that computes, with the page's own code, what the
 figure shows at one setting of every control. ``controlled_figure`` calls that function at every combination of the
-values, ahead of time, and IPython's ``display`` writes the figure as HTML: plotly.js draws it in the reader's browser, and
-moving a control draws the precomputed frame of the new combination. Nothing is computed in JavaScript and no kernel
-is needed; the book ships plotly.js itself (``_ext/plotly_js.py``), so the page works offline.
+values, ahead of time, and IPython's ``display`` writes the figure as HTML: a <div> and the figure's data (JSON).
+In the reader's browser, ``_ext/bn_interactive.js`` draws it with plotly.js, and moving a control draws the
+precomputed frame of the new combination. Nothing is computed in JavaScript and no kernel is needed; the book ships
+plotly.js and that script itself (``_ext/plotly_js.py``), so the page works offline. The executed pages are cached
+(``_build/.jupyter_cache``) with data only: a change to the drawing script needs no re-execution.
 
 In Jupyter the page's ipywidgets demo is the interactive version; this figure then shows a note instead.
 """
@@ -89,46 +91,16 @@ class ControlledFigure:
                 "config": {"responsive": True, "displaylogo": False}}
 
     def html(self):
-        spec = json.dumps(self.spec(), separators=(",", ":"), allow_nan=False)
-        return (f'<div id="{self.id}" class="{MARKER}" style="width:100%;height:{self.height}px"></div>\n'
-                f"<script>window.bnInteractive = window.bnInteractive || {{}};\n(function () {{\n"
-                f"var spec = {spec};\n{_SCRIPT}\n}})();</script>").replace("__ID__", self.id)
+        """The figure's <div> (a note until plotly.js draws in it) and its specification, which the book's
+        _ext/bn_interactive.js draws; nothing here runs in Jupyter."""
+        spec = json.dumps(self.spec(), separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+        return (f'<div id="{self.id}" class="{MARKER}" style="width:100%;height:{self.height}px">'
+                f"<p>(An interactive figure, drawn by plotly.js in the HTML book. In Jupyter, use the widget.)</p>"
+                f"</div>\n"
+                f'<script type="application/json" class="{MARKER}-spec" data-for="{self.id}">{spec}</script>')
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         return {"text/html": self.html(), "text/plain": f"<interactive figure: {len(self.frames)} frames>"}
-
-
-# Reads which value every control shows, and draws that combination's frame. Plotly's sliders and buttons keep
-# their `active` index in the layout; their own method is "skip", so this is the only thing they do.
-_SCRIPT = """
-var node = document.getElementById("__ID__");
-function index(gd) {
-  var at = 0, slider = 0, menu = 0;
-  spec.controls.forEach(function (control) {
-    var opts = control.kind === "slider" ? gd.layout.sliders[slider++] : gd.layout.updatemenus[menu++];
-    at = at * control.size + (opts.active || 0);
-  });
-  return at;
-}
-function show(gd) {
-  var frame = spec.frames[index(gd)];
-  return Plotly.animate(gd, {data: frame.data, traces: frame.traces, layout: frame.layout},
-                        {mode: "immediate", frame: {duration: 0, redraw: true}, transition: {duration: 0}});
-}
-function draw() {
-  if (!window.Plotly) {
-    node.style.height = "auto";
-    node.textContent = "(This interactive figure is drawn by plotly.js in the HTML book; in Jupyter, use the widget.)";
-    return;
-  }
-  Plotly.newPlot(node, spec.data, spec.layout, spec.config).then(function (gd) {
-    gd.on("plotly_sliderchange", function () { show(gd); });
-    gd.on("plotly_buttonclicked", function () { show(gd); });
-    window.bnInteractive["__ID__"] = {frames: spec.frames.length, index: function () { return index(gd); }};
-  });
-}
-if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", draw); } else { draw(); }
-"""
 
 
 def controlled_figure(figure, controls, frame, height=480):

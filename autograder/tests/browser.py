@@ -1,7 +1,8 @@
 """Debian's Chromium, headless, driven over the DevTools protocol (a websocket; no WebDriver needed).
 
 ``Browser().visit(url)`` loads a page and reports what a reader's browser saw: uncaught exceptions and console
-errors, requests that failed, and every URL requested.
+errors, requests that failed, and every URL requested. ``Browser().open(url)`` keeps the page open to evaluate
+JavaScript in it, click with the mouse and take screenshots.
 """
 
 import contextlib
@@ -101,6 +102,15 @@ class Page:
             if until and message.get("method") == until:
                 return
 
+    def wait_for(self, expression, timeout=20.0):
+        """Poll a JavaScript expression until it is truthy (its value), or ``timeout`` seconds (the last value)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.evaluate(expression)
+            if value or time.monotonic() > deadline:
+                return value
+            self.wait(0.1)
+
     def evaluate(self, expression):
         """The value of a JavaScript expression in the page (promises awaited, values as JSON)."""
         result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
@@ -114,20 +124,26 @@ class Page:
             self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left",
                       buttons=1 if kind == "mousePressed" else 0, clickCount=1)
 
-    def screenshot(self, path, selector=None, width=1100):
-        """A PNG of the element ``selector`` matches (scrolled into view), or of the whole page."""
+    def screenshot(self, path, selector=None, width=1100, margin=0):
+        """A PNG of the element ``selector`` matches (scrolled into view, ``margin`` pixels around it), or of the
+        whole page."""
+        with open(path, "wb") as file:
+            file.write(self.capture(selector, width, margin))
+
+    def capture(self, selector=None, width=1100, margin=0):
+        """The PNG bytes of the element ``selector`` matches (scrolled into view), or of the whole page."""
         import base64
-        self.call("Emulation.setDeviceMetricsOverride", width=width, height=900, deviceScaleFactor=1, mobile=False)
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=1400, deviceScaleFactor=1, mobile=False)
         self.wait(0.5)
         params = {"format": "png", "captureBeyondViewport": True}
         if selector:
             box = self.evaluate(f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
-                                "e.scrollIntoView(); const r = e.getBoundingClientRect();"
+                                "e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
                                 "return [r.x + scrollX, r.y + scrollY, r.width, r.height]; })()")
-            params["clip"] = dict(zip(("x", "y", "width", "height"), box), scale=1)
-        data = self.call("Page.captureScreenshot", **params)["data"]
-        with open(path, "wb") as file:
-            file.write(base64.b64decode(data))
+            x, y, width, height = box
+            params["clip"] = {"x": max(0, x - margin), "y": max(0, y - margin), "width": width + 2 * margin,
+                              "height": height + 2 * margin, "scale": 1}
+        return base64.b64decode(self.call("Page.captureScreenshot", **params)["data"])
 
     def _receive(self, timeout):
         self._socket.settimeout(timeout)
