@@ -20,7 +20,8 @@
 
   function draw(node, spec) {
     node.textContent = "";
-    Plotly.newPlot(node, spec.data, spec.layout, spec.config).then(function (gd) {
+    // No mode bar (it would cover the legends); a 3-D scene still rotates by dragging and zooms by scrolling.
+    Plotly.newPlot(node, spec.data, spec.layout, {responsive: true, displayModeBar: false}).then(function (gd) {
       function show() {
         // One Plotly.update: restyle the frame's traces (axes on autorange follow the new data), relayout the rest.
         var frame = spec.frames[frameIndex(gd, spec.controls)], update = {};

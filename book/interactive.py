@@ -87,8 +87,7 @@ class ControlledFigure:
         figure = self.figure.to_plotly_json()
         return {"data": _plain(figure["data"]), "layout": _plain(figure["layout"]),
                 "frames": [_plain({"data": f.data, "traces": f.traces, "layout": f.layout}) for f in self.frames],
-                "controls": [{"kind": c.kind, "size": len(c.values)} for c in self.controls],
-                "config": {"responsive": True, "displaylogo": False}}
+                "controls": [{"kind": c.kind, "size": len(c.values)} for c in self.controls]}
 
     def html(self):
         """The figure's <div> (a note until plotly.js draws in it) and its specification, which the book's

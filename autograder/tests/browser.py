@@ -67,6 +67,7 @@ class Browser:
         try:
             for method in ["Runtime.enable", "Log.enable", "Network.enable", "Page.enable"]:
                 page.call(method)
+            page.call("Network.setCacheDisabled", cacheDisabled=True)   # every page requests what it needs
             page.call("Page.navigate", url=url)
             page.wait(until="Page.loadEventFired", timeout=timeout)
             page.wait(settle)
@@ -135,7 +136,7 @@ class Page:
         import base64
         self.call("Emulation.setDeviceMetricsOverride", width=width, height=1400, deviceScaleFactor=1, mobile=False)
         self.wait(0.5)
-        params = {"format": "png", "captureBeyondViewport": True}
+        params = {"format": "png", "captureBeyondViewport": selector is None}
         if selector:
             box = self.evaluate(f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
                                 "e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
