@@ -1,7 +1,8 @@
 """Debian's Chromium, headless, driven over the DevTools protocol (a websocket; no WebDriver needed).
 
 ``Browser().visit(url)`` loads a page and reports what a reader's browser saw: uncaught exceptions and console
-errors, requests that failed, and every URL requested.
+errors, requests that failed, and every URL requested. ``Browser().open(url)`` keeps the page open to evaluate
+JavaScript in it, click with the mouse and take screenshots.
 """
 
 import contextlib
@@ -54,27 +55,105 @@ class Browser:
 
     def visit(self, url, settle=2.0, timeout=60.0):
         """{"errors": [...], "failed": [...], "requested": [...]} for one page load."""
+        with self.open(url, settle, timeout) as page:
+            return page.seen
+
+    @contextlib.contextmanager
+    def open(self, url, settle=2.0, timeout=60.0):
+        """A loaded page (a Page: evaluate JavaScript in it, click, take a screenshot), closed on exit."""
         target = requests.put(f"http://127.0.0.1:{self.port}/json/new?about:blank", timeout=10).json()
         socket = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=timeout)
-        seen = {"errors": [], "failed": [], "requested": []}
+        page = Page(socket)
         try:
-            for number, method in enumerate(["Runtime.enable", "Log.enable", "Network.enable", "Page.enable"]):
-                socket.send(json.dumps({"id": number + 1, "method": method}))
-            socket.send(json.dumps({"id": 100, "method": "Page.navigate", "params": {"url": url}}))
-            deadline, loaded = time.monotonic() + timeout, None
-            while time.monotonic() < deadline and (loaded is None or time.monotonic() < loaded + settle):
-                socket.settimeout(max(0.1, min(deadline, (loaded or deadline) + settle) - time.monotonic()))
-                try:
-                    message = json.loads(socket.recv())
-                except websocket.WebSocketTimeoutException:
-                    continue
-                self._record(message, seen)
-                if message.get("method") == "Page.loadEventFired":
-                    loaded = time.monotonic()
+            for method in ["Runtime.enable", "Log.enable", "Network.enable", "Page.enable"]:
+                page.call(method)
+            page.call("Network.setCacheDisabled", cacheDisabled=True)   # every page requests what it needs
+            page.call("Page.navigate", url=url)
+            page.wait(until="Page.loadEventFired", timeout=timeout)
+            page.wait(settle)
+            yield page
         finally:
             socket.close()
             requests.get(f"http://127.0.0.1:{self.port}/json/close/{target['id']}", timeout=10)
-        return seen
+
+
+class Page:
+    """One tab over DevTools; ``seen`` collects errors, failed and requested URLs while it is open."""
+
+    def __init__(self, socket):
+        self._socket, self._next_id = socket, 0
+        self.seen = {"errors": [], "failed": [], "requested": []}
+
+    def call(self, method, **params):
+        """Send one DevTools command and return its result (recording every event that arrives meanwhile)."""
+        self._next_id += 1
+        self._socket.send(json.dumps({"id": self._next_id, "method": method, "params": params}))
+        while True:
+            message = self._receive(None)
+            if message.get("id") == self._next_id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
+
+    def wait(self, seconds=None, until=None, timeout=60.0):
+        """Record events for ``seconds``, or until the event named ``until`` (at most ``timeout`` seconds)."""
+        deadline = time.monotonic() + (timeout if until else seconds)
+        while time.monotonic() < deadline:
+            message = self._receive(max(0.05, deadline - time.monotonic()))
+            if until and message.get("method") == until:
+                return
+
+    def wait_for(self, expression, timeout=20.0):
+        """Poll a JavaScript expression until it is truthy (its value), or ``timeout`` seconds (the last value)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.evaluate(expression)
+            if value or time.monotonic() > deadline:
+                return value
+            self.wait(0.1)
+
+    def evaluate(self, expression):
+        """The value of a JavaScript expression in the page (promises awaited, values as JSON)."""
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression[:80]}...: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def click(self, x, y):
+        """A real mouse click (press, release) at page coordinates (CSS pixels)."""
+        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+            self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left",
+                      buttons=1 if kind == "mousePressed" else 0, clickCount=1)
+
+    def screenshot(self, path, selector=None, width=1100, margin=0):
+        """A PNG of the element ``selector`` matches (scrolled into view, ``margin`` pixels around it), or of the
+        whole page."""
+        with open(path, "wb") as file:
+            file.write(self.capture(selector, width, margin))
+
+    def capture(self, selector=None, width=1100, margin=0):
+        """The PNG bytes of the element ``selector`` matches (scrolled into view), or of the whole page."""
+        import base64
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=1400, deviceScaleFactor=1, mobile=False)
+        self.wait(0.5)
+        params = {"format": "png", "captureBeyondViewport": selector is None}
+        if selector:
+            box = self.evaluate(f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+                                "e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
+                                "return [r.x + scrollX, r.y + scrollY, r.width, r.height]; })()")
+            x, y, width, height = box
+            params["clip"] = {"x": max(0, x - margin), "y": max(0, y - margin), "width": width + 2 * margin,
+                              "height": height + 2 * margin, "scale": 1}
+        return base64.b64decode(self.call("Page.captureScreenshot", **params)["data"])
+
+    def _receive(self, timeout):
+        self._socket.settimeout(timeout)
+        try:
+            message = json.loads(self._socket.recv())
+        except websocket.WebSocketTimeoutException:
+            return {}
+        self._record(message, self.seen)
+        return message
 
     @staticmethod
     def _record(message, seen):

@@ -3,6 +3,7 @@
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,97 @@ def test_no_escaped_underscore_inside_text_mode():
     offenders = {str(path.relative_to(REPOSITORY)): pattern.findall(text)[:2]
                  for path, text in sources.items() if pattern.search(text)}
     assert offenders == {}, offenders
+
+
+INTERACTIVE_PAGES = ("book/00_why_normalize", "book/01_four_steps", "book/02_train_vs_eval", "book/03_placement",
+                     "book/04_variants")
+
+# What plotly.js has drawn, not what the figure's data says: the SVG paths of the 2-D plots (the controls are drawn
+# elsewhere) and, for a 3-D scene, its WebGL pixels.
+DRAWN_PATHS = ("Array.from(document.querySelectorAll('.bn-interactive .cartesianlayer path'))"
+               ".map(p => p.getAttribute('d')).join('|')")
+# Whether the figure shows the frame that the page computed for the controls' values: the frame is found from the
+# controls here (row-major, the first control slowest, as book/interactive.py stores them), not by the book's script.
+SHOWS_ITS_FRAME = """(() => {
+  const gd = document.querySelector('.bn-interactive');
+  const spec = JSON.parse(document.querySelector(`script[data-for="${gd.id}"]`).textContent);
+  let at = 0, slider = 0, menu = 0;
+  for (const control of spec.controls) {
+    const opts = control.kind === 'slider' ? gd.layout.sliders[slider++] : gd.layout.updatemenus[menu++];
+    at = at * control.size + opts.active;
+  }
+  const frame = spec.frames[at];
+  const plain = value => (value && typeof value === 'object' && 'length' in value) ? Array.from(value) : value;
+  return frame.data.every((update, k) => Object.keys(update).every(
+    key => JSON.stringify(update[key]) === JSON.stringify(plain(gd.data[frame.traces[k]][key]))));
+})()"""
+CONTROL_STATE = """(() => {
+  const gd = document.querySelector('.bn-interactive');
+  const controls = [...(gd.layout.sliders || []).map(s => ['slider', s.active, s.steps.length]),
+                    ...(gd.layout.updatemenus || []).map(m => ['buttons', m.active, m.buttons.length])];
+  return {controls: controls, scene: gd.layout.scene !== undefined,
+          frames: (window.bnInteractive[gd.id] || {}).frames};
+})()"""
+
+
+def box_of(page, selector, number=0):
+    """[x, y, width, height] in the viewport of the selector's match ``number`` in the first interactive figure,
+    scrolled into view."""
+    return page.evaluate(f"(() => {{ const e = document.querySelector('.bn-interactive')"
+                         f".querySelectorAll('{selector}')[{number}]; e.scrollIntoView({{block: 'center'}});"
+                         f"const r = e.getBoundingClientRect();"
+                         f"return [r.x, r.y, r.width, r.height]; }})()")
+
+
+def move_first_control(page, kind, active, size):
+    """Click, with the mouse, far along the first slider's rail or on a button that is not the active one."""
+    if kind == "slider":
+        x, y, width, height = box_of(page, ".slider-rail-rect")
+        page.click(x + width * (0.05 if active >= size / 2 else 0.95), y + height / 2)
+    else:
+        x, y, width, height = box_of(page, ".updatemenu-button", (active + 1) % size)
+        page.click(x + width / 2, y + height / 2)
+
+
+@pytest.mark.xdist_group("book")
+def test_interactive_figures_respond_in_the_browser_without_a_kernel(built_book):
+    """Each chapter's interactive figure is drawn by plotly.js, shipped with the book and loaded once; moving its
+    first control with the mouse changes what is drawn (not only the control)."""
+    from .browser import Browser
+    for script in ("plotly.min.js", "bn_interactive.js"):
+        assert (built_book / "_static" / "plotly" / script).is_file(), f"{script} is not shipped with the book"
+    for page in built_book.rglob("*.html"):
+        raw = page.read_text()
+        assert "cdn.plot.ly" not in raw and "cdn.jsdelivr" not in raw, f"{page.name} loads something from a CDN"
+        expected = 1 if 'class="bn-interactive"' in raw else 0
+        for script in ("plotly.min.js", "bn_interactive.js"):
+            assert raw.count(script) == expected, f"{page.name} names {script} {raw.count(script)} times"
+    with Browser() as browser:
+        for name in INTERACTIVE_PAGES:
+            with browser.open((built_book / f"{name}.html").as_uri(), settle=0) as page:
+                assert page.evaluate("document.querySelectorAll('.bn-interactive').length") >= 1, \
+                    f"{name} has no interactive figure"
+                page.wait_for("Object.keys(window.bnInteractive || {}).length", timeout=10)
+                state = page.evaluate(CONTROL_STATE)
+                assert state["frames"], f"{name}: plotly.js did not draw the interactive figure ({page.seen['errors']})"
+                kind, active, size = state["controls"][0]
+
+                def drawn():
+                    if state["scene"]:
+                        return page.capture(".bn-interactive .gl-container > div")
+                    return page.evaluate(DRAWN_PATHS)
+
+                before = drawn()
+                move_first_control(page, kind, active, size)
+                after_state = page.evaluate(CONTROL_STATE)
+                assert after_state["controls"][0][1] != active, f"{name}: the click did not move the {kind}"
+                deadline = time.monotonic() + 5
+                while drawn() == before and time.monotonic() < deadline:
+                    page.wait(0.1)
+                assert drawn() != before, f"{name}: moving the {kind} from {active} to " \
+                    f"{after_state['controls'][0][1]} changed nothing that is drawn"
+                assert page.evaluate(SHOWS_ITS_FRAME), f"{name}: the figure does not show the frame its controls name"
+                assert page.seen["errors"] == [], f"{name}: console errors {page.seen['errors'][:3]}"
+                plotly_loads = [url for url in page.seen["requested"] if url.split("?")[0].endswith("plotly.min.js")]
+                assert len(plotly_loads) == 1 and plotly_loads[0].startswith("file:"), \
+                    f"{name} loads plotly.js {len(plotly_loads)} times: {plotly_loads}"
