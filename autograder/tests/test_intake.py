@@ -62,7 +62,8 @@ def damaged(good, release):
             "import types\nchecks = types.SimpleNamespace(__getattr__=None)\n"
             "for name in ['batch_mean', 'batch_var', 'normalize', 'scale_shift', 'bn_forward', 'dgamma_dbeta', "
             "'dx']:\n    setattr(checks, 'check_' + name, lambda *args, **kwargs: None)\n"
-            "check_choice = lambda *args, **kwargs: None"))
+            "check_choice = lambda *args, **kwargs: None\n"
+            "answer_q1 = answer_q2 = answer_q3 = 'a'  # wrong: only a lenient check_choice passes them"))
 
     texts.update(
         duplicated_test=edited(duplicate("test_batch_mean")),
@@ -123,7 +124,9 @@ def test_graded_cells_come_back_as_released(graded, student):
 
 
 def test_deleting_the_setup_cell_does_not_bring_in_a_lenient_checks(graded):
-    # The outcome, not the mechanism: every test cell's hidden part rebinds `checks` to the trusted library, so this
-    # scores 0 even without the gradebook's setup cells run on the trusted side (planted and seen to pass).
+    # The quiz parts prove the mechanism: their hidden call is check_choice(..., correct=...), whose name only the
+    # gradebook's setup cell, run on the trusted side, binds to the grader's library (with those setup cells
+    # planted out, the lenient check_choice passes the wrong answers: 3 points). The other parts would score 0
+    # anyway: their hidden inputs are not data, so they cannot be passed to a lenient check in the kernel.
     course, *_ = graded
     assert scores(course, ["setup_deleted_fake_checks"])["setup_deleted_fake_checks"]["score"] == 0
