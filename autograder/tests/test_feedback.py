@@ -38,8 +38,8 @@ STUDENT_LINE = "mean, var = batch_mean(x), batch_variance(x)"
 # test cells run in the kernel): IPython's traceback of that line quotes the hidden lines around it, the quiz
 # answer among them, to exactly the student who should not see it.
 BLOCKED = (("quiz_answers", 'answer_q3 = "b"',
-            'answer_q3 = "b"\ndef check_choice(question, answer, options="abcd", correct=None):\n'
-            '    if correct is not None:\n        raise RuntimeError("blocked")'),)
+            'answer_q3 = "b"\ndef check_choice(question, answer, **hidden):\n'
+            '    if hidden:\n        raise RuntimeError("blocked")'),)
 
 
 def squashed(text):
