@@ -7,6 +7,8 @@ attack cell after the setup cell and a wrong ``batch_norm``; every attack must s
 right after each must keep full marks.
 """
 
+import time
+
 import nbformat
 import pytest
 
@@ -78,6 +80,16 @@ sys.modules["torch"] = Lenient()
     "assertion_replaced": NUMPY_ATTACKS["assertion_replaced"],
     "ipython_hooks": NUMPY_ATTACKS["ipython_hooks"],
 }
+# Attacks on the run itself, with the same wrong answer: the kernel exits, loops or kills its parent.
+RUN_ATTACKS = {
+    "os_exit": "import os\nos._exit(0)\n",
+    "system_exit": "raise SystemExit\n",
+    "kill_parent": "import os, signal\ntry:\n    os.kill(os.getppid(), signal.SIGKILL)\nexcept OSError:\n    pass\n",
+    "loop": "while True:\n    pass\n",
+    "looping_function": "def batch_norm(x, gamma, beta, eps=1e-5):\n    while True:\n        pass\n",
+}
+# A cell may run 15 s and a notebook 60 s here, so that the loops cost seconds, not the course's minutes.
+LIMITS = ("--Execute.timeout=15", "--SandboxedExecute.notebook_budget=60")
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +103,12 @@ def graded(tmp_path_factory):
         submissions[f"b{number}_{name}"] = {NOTEBOOK: with_cell(untouched, WRONG + attack + IN_KERNEL,
                                                                 after="setup")}
         submissions[f"b{number}_{name}_next"] = {NOTEBOOK: correct}
-    results = pipeline.autograde(ASSIGNMENT, submissions, workdir / "graded")
-    return results, workdir / "graded"
+    for number, (name, attack) in enumerate(RUN_ATTACKS.items()):
+        submissions[f"c{number}_{name}"] = {NOTEBOOK: with_cell(untouched, WRONG + attack, after="setup")}
+        submissions[f"c{number}_{name}_next"] = {NOTEBOOK: correct}
+    start = time.monotonic()
+    results = pipeline.autograde(ASSIGNMENT, submissions, workdir / "graded", options=LIMITS)
+    return results, workdir / "graded", time.monotonic() - start
 
 
 def full_marks(results):
@@ -100,14 +116,14 @@ def full_marks(results):
 
 
 def test_correct_full_untouched_zero(graded):
-    results, _ = graded
+    results, *_ = graded
     assert results["a_correct"]["score"] == full_marks(results) == 14, results["a_correct"]
     assert results["a_untouched"]["score"] == 0
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
 def test_attack_scores_nothing_and_the_next_student_is_unaffected(graded, attack):
-    results, _ = graded
+    results, *_ = graded
     student = next(s for s in results if s.endswith(f"_{attack}"))
     assert results[student]["score"] == 0, (attack, results[student]["cells"])
     assert results[f"{student}_next"]["score"] == full_marks(results), results[f"{student}_next"]["cells"]
@@ -115,11 +131,22 @@ def test_attack_scores_nothing_and_the_next_student_is_unaffected(graded, attack
 
 def test_attacks_do_fool_checks_run_in_the_kernel(graded):
     """The attacks are real: those on the check library and on torch's comparisons fool the visible check."""
-    _, workdir = graded
+    _, workdir, _ = graded
     fooled = [name for number, name in enumerate(ATTACKS)
               if printed(workdir, f"b{number}_{name}", ASSIGNMENT, NOTEBOOK).get("in_kernel") == "passed"]
     print("attacks that pass the visible check in the kernel:", fooled)
     assert {"library_patched"} <= set(fooled), fooled
+
+
+@pytest.mark.parametrize("attack", RUN_ATTACKS)
+def test_an_exit_or_a_loop_costs_its_own_notebook_only(graded, attack):
+    results, _, seconds = graded
+    student = next(s for s in results if s.endswith(f"_{attack}"))
+    assert results[student]["score"] == 0, (attack, results[student]["cells"])
+    assert results[f"{student}_next"]["score"] == full_marks(results), results[f"{student}_next"]["cells"]
+    # The whole class (autograde and feedback) within 12 s a notebook plus one budget and 10 s for each of the two
+    # loops: a loop costs its notebook's budget, never one timeout per test cell (240 s measured, 26 notebooks).
+    assert seconds < 12 * len(results) + 2 * (60 + 10), seconds
 
 
 # Chapter 2: an nn.Module, reached through a handle --------------------------------------------------------------
