@@ -18,14 +18,14 @@ ASSIGNMENT, NOTEBOOK = "01_four_steps", "01_four_steps_numpy.ipynb"
 FULL_MARKS = 17.0
 pytestmark = pytest.mark.xdist_group("trusted")  # one worker builds the graded class, once
 
+def in_kernel(check_call):
+    """Code that runs a visible check in the kernel and prints whether it passed there (``RESULT in_kernel=``)."""
+    return (f"\ntry:\n    {check_call}\n    print(\"RESULT in_kernel=passed\")\n"
+            "except BaseException as error:\n    print(\"RESULT in_kernel=failed \" + type(error).__name__)\n")
+
+
 # Each attack ends by running a visible check on a wrong function in the kernel, and prints whether it passed there.
-IN_KERNEL = '''
-try:
-    checks.check_batch_mean(lambda x: x[0])
-    print("RESULT in_kernel=passed")
-except BaseException as error:
-    print("RESULT in_kernel=failed " + type(error).__name__)
-'''
+IN_KERNEL = in_kernel("checks.check_batch_mean(lambda x: x[0])")
 
 ATTACKS = {
     "numpy_patched": '''

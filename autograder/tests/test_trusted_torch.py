@@ -14,7 +14,7 @@ import pytest
 
 from autograder.grading import pipeline
 from autograder.tests.test_trusted import ATTACKS as NUMPY_ATTACKS
-from autograder.tests.test_trusted import printed, with_cell
+from autograder.tests.test_trusted import in_kernel, printed, with_cell
 
 ASSIGNMENT, NOTEBOOK = "01_four_steps", "01_four_steps_torch.ipynb"
 pytestmark = pytest.mark.xdist_group("trusted_torch")
@@ -25,13 +25,7 @@ def batch_norm(x, gamma, beta, eps=1e-5):
     return x * 1.0
 '''
 # Each attack ends by running a visible check on the wrong function in the kernel, and prints whether it passed.
-IN_KERNEL = '''
-try:
-    checks.check_forward(batch_norm, device)
-    print("RESULT in_kernel=passed")
-except BaseException as error:
-    print("RESULT in_kernel=failed " + type(error).__name__)
-'''
+IN_KERNEL = in_kernel("checks.check_forward(batch_norm, device)")
 
 ATTACKS = {
     "torch_patched": '''
@@ -195,13 +189,7 @@ class BatchNorm(nn.Module):
             return F.batch_norm(x, *statistics, self.weight, self.bias, self.training or self.running_mean is None,
                                 factor, self.eps)
 '''
-DELEGATING_IN_KERNEL = '''
-try:
-    checks.check_training(BatchNorm, device)
-    print("RESULT in_kernel=passed")
-except BaseException as error:
-    print("RESULT in_kernel=failed " + type(error).__name__)
-'''
+DELEGATING_IN_KERNEL = in_kernel("checks.check_training(BatchNorm, device)")
 
 
 @pytest.fixture(scope="module")
