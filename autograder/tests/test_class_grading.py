@@ -43,14 +43,15 @@ def variants(notebook_name):
     """(name, notebook) of what students hand in: correct, untouched, each planted bug, a few attacks."""
     release = nbformat.read(pipeline.EXERCISES / ASSIGNMENT / notebook_name, as_version=4)
     solution = nbformat.read(pipeline.SOLUTIONS / ASSIGNMENT / notebook_name, as_version=4)
-    found = [("correct", pipeline.filled_in(release, solution)), ("untouched", release)]
-    found += [(f"bug_{m.name}", pipeline.filled_in(release, solution, m.replacements))
-              for m in corpus(notebook_name[:-len(".ipynb")])]
     if "torch" in notebook_name:
         attacks = [("torch_patched", WRONG + TORCH_ATTACKS["torch_patched"]), ("os_exit", WRONG + RUN_ATTACKS["os_exit"])]
     else:
         attacks = [("numpy_patched", NUMPY_ATTACKS["numpy_patched"]), ("os_exit", RUN_ATTACKS["os_exit"])]
-    return found + [(f"attack_{name}", with_cell(release, code, after="setup")) for name, code in attacks]
+    # Attacks first, so that a small class (BN_CLASS_STUDENTS) has them too.
+    found = [("correct", pipeline.filled_in(release, solution)), ("untouched", release)]
+    found += [(f"attack_{name}", with_cell(release, code, after="setup")) for name, code in attacks]
+    return found + [(f"bug_{m.name}", pipeline.filled_in(release, solution, m.replacements))
+                    for m in corpus(notebook_name[:-len(".ipynb")])]
 
 
 def write_class(course):
@@ -63,7 +64,7 @@ def write_class(course):
         folder.mkdir(parents=True)
         handed_in[student] = {}
         for offset, name in enumerate(NOTEBOOKS):
-            variant, notebook = choices[name][(number + offset * 7) % len(choices[name])]
+            variant, notebook = choices[name][(number + offset * 3) % len(choices[name])]
             nbformat.write(notebook, folder / name)
             handed_in[student][name] = variant
     return handed_in
@@ -106,15 +107,25 @@ def wait_for(condition, timeout, what):
         time.sleep(0.2)
 
 
+def command_line(process):
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:  # gone, or a zombie
+        return ""
+
+
 def grading_workers(command):
     """The Dask worker processes of a running grade command (multiprocessing children of the command)."""
     return [p for p in command.children(recursive=True)
-            if "multiprocessing" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())]
+            if "multiprocessing" in command_line(p) and "resource_tracker" not in command_line(p)]
 
 
 def busy(worker):
     """Whether a worker is grading now: a sandboxed kernel (bwrap) runs under it."""
-    return any(child.name() == "bwrap" for child in worker.children(recursive=True))
+    try:
+        return any(child.name() == "bwrap" for child in worker.children(recursive=True))
+    except psutil.Error:
+        return False
 
 
 @pytest.fixture(scope="module")
