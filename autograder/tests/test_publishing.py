@@ -1,9 +1,15 @@
-"""One repository URL: `_config.yml`'s `repository.url`, which the README, the chapter pages and every notebook's
-setup cell quote, and which a fork changes with one edit plus `pipeline release`."""
+"""Publishing: one repository URL (`_config.yml`'s `repository.url`, which the README, the chapter pages and every
+notebook's setup cell quote, and which a fork changes with one edit plus `pipeline release`), and the GitHub Actions
+workflows that build and deploy the book and run every test, checked by the real actionlint."""
 
+import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from autograder.grading import publishing
 
@@ -90,3 +96,79 @@ def test_a_fork_changes_the_url_in_one_place(tmp_path):
         original = (REPOSITORY / path.relative_to(root)).read_text()
         assert path.read_text() == original.replace(old_url, OTHER_URL), \
             f"{path.relative_to(root)}: the rewrite changed more than the URL"
+
+
+# --- the GitHub Actions workflows ---------------------------------------------------------------------------------
+
+WORKFLOWS = REPOSITORY / ".github" / "workflows"
+BROKEN = {
+    "an unknown key": ("    timeout-minutes: 90\n", "    timeout-minute: 90\n", 'unexpected key "timeout-minute"'),
+    "a bad expression": ("group: ci-${{ github.ref }}", "group: ci-${{ github.reff }}", 'property "reff" is not defined'),
+    "a shell mistake": ('"$GITHUB_WORKSPACE"', "$GITHUB_WORKSPACE", "SC2086"),
+    "an action's unknown input": ("          path: _build/html\n", "          paths: _build/html\n",
+                                  'input "paths" is not defined'),
+}
+
+
+def actionlint(*paths):
+    """Run the real actionlint (with ShellCheck on the run: scripts); return (exit code, report)."""
+    binary = Path(sys.executable).with_name("actionlint")
+    binary = str(binary) if binary.exists() else shutil.which("actionlint")
+    assert binary, "actionlint is missing: .ci/setup installs it from requirements.txt"
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "ShellCheck is missing, so actionlint would skip the run: scripts; .ci/setup installs it as root"
+    completed = subprocess.run([binary, "-no-color", "-shellcheck", shellcheck, *map(str, paths)],
+                               capture_output=True, text=True, timeout=120)
+    return completed.returncode, completed.stdout + completed.stderr
+
+
+def workflow(name):
+    data = yaml.safe_load((WORKFLOWS / name).read_text())
+    data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads the key `on` as true
+    return data
+
+
+def test_workflows_pass_actionlint():
+    paths = sorted(WORKFLOWS.glob("*.yml"))
+    assert [p.name for p in paths] == ["book.yml", "ci.yml"], paths
+    code, report = actionlint(*paths)
+    assert code == 0, f"actionlint found problems in the workflows:\n{report}"
+
+
+def test_book_workflow_builds_with_warnings_as_errors_and_deploys_to_pages():
+    book = workflow("book.yml")
+    assert book["on"]["push"] == {"branches": ["main"]}
+    steps = book["jobs"]["build"]["steps"]
+    runs = [step.get("run", "") for step in steps]
+    assert "bash .ci/setup" in runs and ".venv/bin/jupyter-book build . -W --keep-going" in runs, runs
+    uses = [step["uses"] for job in book["jobs"].values() for step in job["steps"] if "uses" in step]
+    assert "actions/upload-pages-artifact@v4" in uses and "actions/deploy-pages@v5" in uses, uses
+    assert {"path": "_build/html"} in [step.get("with") for step in steps]
+    deploy = book["jobs"]["deploy"]
+    assert deploy["environment"]["name"] == "github-pages" and deploy["needs"] == "build"
+    assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
+    assert book["concurrency"]["group"] == "pages"
+    assert all(re.fullmatch(r"[\w-]+/[\w-]+@v\d+", use) for use in uses), f"actions pinned by major version: {uses}"
+
+
+def test_ci_workflow_runs_every_test_as_root():
+    ci = workflow("ci.yml")
+    assert set(ci["on"]) == {"push", "pull_request"}
+    job = ci["jobs"]["test"]
+    assert job["timeout-minutes"] == 90
+    assert job["steps"][-1]["run"] == "bash .ci/run"
+    # A container runs as root, where .ci/setup installs Debian's packages and the sandbox may start.
+    assert job["container"]["image"].startswith("python:3.11-") and "--privileged" in job["container"]["options"]
+
+
+@pytest.mark.parametrize("fault", sorted(BROKEN))
+def test_actionlint_catches_a_broken_workflow(tmp_path, fault):
+    """The control: each planted fault, in a copy of the workflows, makes actionlint fail and name it."""
+    old, new, reported = BROKEN[fault]
+    for path in WORKFLOWS.glob("*.yml"):
+        shutil.copy(path, tmp_path / path.name)
+    planted = [p for p in tmp_path.glob("*.yml") if old in p.read_text()]
+    assert len(planted) == 1, f"{old!r} is in {planted}"
+    planted[0].write_text(planted[0].read_text().replace(old, new, 1))
+    code, report = actionlint(*sorted(tmp_path.glob("*.yml")))
+    assert code != 0 and reported in report, f"actionlint missed {fault}:\n{report}"
