@@ -24,13 +24,23 @@ INSTALL_LINE = re.compile(re.escape(PACKAGE) + r" @ git\+(?P<url>[^\s\"'`)\\]+)"
 SETUP_CELL = "setup"
 
 
+def repository_setting(key, root=REPOSITORY):
+    """``repository.KEY`` of ``_config.yml``."""
+    value = (yaml.safe_load((Path(root) / CONFIG).read_text()).get("repository") or {}).get(key)
+    if not value:
+        raise ValueError(f"{CONFIG} has no repository.{key}: set it to the course's repository")
+    return value
+
+
 def repository_url(root=REPOSITORY):
     """The one configured repository URL: ``repository.url`` in ``_config.yml``."""
-    config = yaml.safe_load((Path(root) / CONFIG).read_text())
-    url = (config.get("repository") or {}).get("url")
-    if not url:
-        raise ValueError(f"{CONFIG} has no repository.url: set it to the course's repository")
-    return url.rstrip("/")
+    return repository_setting("url", root).rstrip("/")
+
+
+def colab_url(notebook, root=REPOSITORY):
+    """Where Colab opens ``notebook`` (a path in the repository) of the configured repository and branch."""
+    org, repo = github_parts(repository_url(root))
+    return f"https://colab.research.google.com/github/{org}/{repo}/blob/{repository_setting('branch', root)}/{notebook}"
 
 
 def github_parts(url):
