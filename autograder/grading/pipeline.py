@@ -8,6 +8,10 @@ Command line::
 
     python -m autograder.grading.pipeline release         # regenerate exercises/ from solutions/
     python -m autograder.grading.pipeline check-release   # fail if exercises/ is stale
+
+``release`` first rewrites the check library's install line in the README,
+``book/`` and the notebooks' setup cells from ``_config.yml``'s
+``repository.url`` (:mod:`autograder.grading.publishing`).
 """
 
 import argparse
@@ -21,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import hidden
+from . import hidden, publishing
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPOSITORY / "solutions"
@@ -198,14 +202,23 @@ def main(argv=None):
     parser.add_argument("command", choices=["release", "check-release"])
     arguments = parser.parse_args(argv)
     if arguments.command == "release":
+        for name in publishing.write_install_lines():
+            print(f"{name}: install line set to {publishing.install_requirement(publishing.repository_url())}")
         write_exercises()
         return 0
     stale = stale_exercises()
     if stale:
         print("exercises/ is out of date with solutions/; run `python -m autograder.grading.pipeline release`:")
         print("\n".join(f"  {name}" for name in stale))
+    disagreeing = publishing.disagreements()
+    if disagreeing:
+        print(f"the repository URL is not {publishing.CONFIG}'s everywhere; run "
+              "`python -m autograder.grading.pipeline release`:")
+        print("\n".join(f"  {line}" for line in disagreeing))
+    if stale or disagreeing:
         return 1
-    print("exercises/ matches a fresh nbgrader generate_assignment of solutions/")
+    print("exercises/ matches a fresh nbgrader generate_assignment of solutions/, "
+          f"and every install line uses {publishing.CONFIG}'s repository.url")
     return 0
 
 
