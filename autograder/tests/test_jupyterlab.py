@@ -11,7 +11,6 @@ here (the server, its kernels, Chromium) may be left running.
 import json
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -45,6 +44,9 @@ CELLS = """[...document.querySelectorAll('.jp-Notebook .jp-Cell')].map(cell => (
   outputs: [...cell.querySelectorAll('.jp-OutputArea-output')].map(output => ({
     mime: output.dataset.mimeType || '', text: output.textContent})),
 }))"""
+NOTIFICATION_SETTINGS = "@jupyterlab/apputils-extension:notification"
+QUIET = {"checkForUpdates": False, "fetchNews": "false"}
+POPUPS = "[...document.querySelectorAll('.jp-Dialog, .Toastify__toast')].map(e => e.textContent)"
 KERNEL_STATUS = "(document.querySelector('.jp-Notebook-ExecutionIndicator') || {dataset: {}}).dataset.status"
 
 
@@ -67,8 +69,7 @@ class JupyterLab:
             "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
             "display_name": "Python 3 (ipykernel)", "language": "python"})
         # No news or update check (nor the notification asking whether to fetch them).
-        self._write("settings/@jupyterlab/apputils-extension/notification.jupyterlab-settings",
-                    {"checkForUpdates": False, "fetchNews": "false"})
+        self._write(f"settings/{NOTIFICATION_SETTINGS.replace(':', '/')}.jupyterlab-settings", QUIET)
 
     def _write(self, relative, content):
         path = self.home / relative
@@ -101,9 +102,11 @@ class JupyterLab:
         except requests.ConnectionError:
             return False
 
-    def api(self, method, path):
-        return requests.request(method, f"{self.base}/api/{path}", timeout=10,
-                                headers={"Authorization": f"token {self.token}"})
+    def api(self, method, path, **options):
+        """A request to the server's REST API (``path`` after /api/, or after the base URL when it starts with /)."""
+        url = f"{self.base}{path}" if path.startswith("/") else f"{self.base}/api/{path}"
+        return requests.request(method, url, timeout=10, headers={"Authorization": f"token {self.token}"},
+                                **options)
 
     def url(self, notebook):
         """The address at which a student opens ``notebook`` (a file under ``root``), in a fresh workspace."""
@@ -184,8 +187,11 @@ class Student:
         shown = page.wait_for(f"document.querySelectorAll('.jp-Notebook .jp-Cell').length === "
                               f"{len(notebook.cells)} && {KERNEL_STATUS} === 'idle'", timeout=60)
         assert shown, f"JupyterLab did not show the notebook with an idle kernel: {self.page.seen['errors'][:3]}"
-        popups = page.evaluate("[...document.querySelectorAll('.jp-Dialog, .Toastify__toast')].map(e => e.textContent)")
-        assert popups == [], f"JupyterLab opened with a dialog or notification in the way: {popups}"
+        self.assert_nothing_in_the_way()
+
+    def assert_nothing_in_the_way(self):
+        popups = self.page.evaluate(POPUPS)
+        assert popups == [], f"JupyterLab shows a dialog or notification in the way: {popups}"
 
     def index(self, cell_id):
         """The position of the cell with this nbgrader grade_id (or cell id)."""
@@ -234,20 +240,22 @@ class Student:
         return max(counts, default=0)
 
     def _wait_for_layout(self, timeout=5):
-        """Until the notebook's height has not changed for 0.6 s (MathJax typesets rendered Markdown late)."""
-        heights, deadline = [], time.monotonic() + timeout
-        while time.monotonic() < deadline and not (len(heights) >= 4 and len(set(heights[-4:])) == 1):
-            heights.append(self.page.evaluate("document.querySelector('.jp-WindowedPanel-outer').scrollHeight"))
-            self.page.wait(0.2)
+        """Until the notebook's height and scroll position have not changed for 0.45 s (MathJax typesets rendered
+        Markdown late, and JupyterLab scrolls to the active cell)."""
+        seen, deadline = [], time.monotonic() + timeout
+        while time.monotonic() < deadline and not (len(seen) >= 4 and len(set(seen[-4:])) == 1):
+            seen.append(self.page.evaluate("(o => `${o.scrollHeight} ${o.scrollTop}`)"
+                                           "(document.querySelector('.jp-WindowedPanel-outer'))"))
+            self.page.wait(0.15)
 
     def screenshot(self, name, cell_id=None):
         """A PNG of the JupyterLab window, with the cell ``cell_id`` scrolled to the middle."""
-        self._wait_for_layout()
         if cell_id is not None:
             self.page.evaluate(f"document.querySelector(\".jp-Cell[data-windowed-list-index='{self.index(cell_id)}']\")"
                                ".scrollIntoView({block: 'center'})")
-            self._wait_for_layout()
+        self._wait_for_layout()
         self.page.screenshot(str(self.screenshots / f"{name}.png"), width=VIEWPORT["width"], whole_page=False)
+        self.assert_nothing_in_the_way()
 
 
 def text_of(cell):
@@ -419,7 +427,8 @@ def test_chapter_widget_demo_responds_to_a_slider_dragged_in_jupyterlab(lab, scr
         assert after, f"dragging gamma's slider changed nothing the demo draws: {page.evaluate(state)['readout']}"
         page.wait(1.0)   # the last value the drag sent has been drawn
         after = page.evaluate(state)
-        assert float(after["readout"].replace("\N{MINUS SIGN}", "-")) < 1.5 and after["image"] != before["image"], after["readout"]
+        gamma = float(after["readout"].replace("\N{MINUS SIGN}", "-"))   # the readout writes a real minus sign
+        assert gamma < 1.5 and after["image"] != before["image"], after["readout"]
         student.screenshot("demo_after_drag", "demo")
 
         # Control: the same drag, with the demo's callback unhooked, moves the slider and redraws nothing.
@@ -432,6 +441,22 @@ def test_chapter_widget_demo_responds_to_a_slider_dragged_in_jupyterlab(lab, scr
         assert unhooked["readout"] != after["readout"] and unhooked["image"] == after["image"], \
             "without its callback the demo should only move the slider"
         assert page.seen["errors"] == [], f"console errors in JupyterLab: {page.seen['errors'][:3]}"
+
+
+def test_without_the_quiet_settings_jupyterlab_asks_about_news(lab, screenshots):
+    """Control of the check that nothing is in the way: with JupyterLab's notification settings at their defaults,
+    a new tab asks whether to fetch Jupyter news, and the check says so."""
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("An empty notebook.", id="empty")])
+    nbformat.write(notebook, lab.root / "empty.ipynb")
+    settings = f"/lab/api/settings/{NOTIFICATION_SETTINGS}"
+    assert lab.api("put", settings, json={"raw": "{}"}).status_code == 204
+    try:
+        with lab.browser.open(lab.url("empty.ipynb"), settle=0) as page:
+            page.wait_for(POPUPS + ".length", timeout=10)
+            with pytest.raises(AssertionError, match="notified about official Jupyter news"):
+                Student(page, notebook, screenshots)
+    finally:
+        assert lab.api("put", settings, json={"raw": json.dumps(QUIET)}).status_code == 204
 
 
 def test_leftover_check_sees_a_process_left_running():
