@@ -8,6 +8,7 @@ set (else to pytest's temporary folder). When the module is done the server is s
 here (the server, its kernels, Chromium) may be left running.
 """
 
+import contextlib
 import json
 import os
 import secrets
@@ -48,6 +49,9 @@ NOTIFICATION_SETTINGS = "@jupyterlab/apputils-extension:notification"
 QUIET = {"checkForUpdates": False, "fetchNews": "false"}
 POPUPS = "[...document.querySelectorAll('.jp-Dialog, .Toastify__toast')].map(e => e.textContent)"
 KERNEL_STATUS = "(document.querySelector('.jp-Notebook-ExecutionIndicator') || {dataset: {}}).dataset.status"
+# The kernel the test's kernelspec names (the toolbar shows this name once the kernel runs, "No Kernel" before).
+KERNEL_NAME = "Python 3 (course environment)"
+KERNEL_SHOWN = "(document.querySelector('.jp-Toolbar-kernelName') || {}).textContent"
 
 
 class JupyterLab:
@@ -67,7 +71,7 @@ class JupyterLab:
         self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
         self._write("share/kernels/python3/kernel.json", {
             "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "Python 3 (ipykernel)", "language": "python"})
+            "display_name": KERNEL_NAME, "language": "python"})
         # No news or update check (nor the notification asking whether to fetch them).
         self._write(f"settings/{NOTIFICATION_SETTINGS.replace(':', '/')}.jupyterlab-settings", QUIET)
 
@@ -159,9 +163,10 @@ def lab(tmp_path_factory):
         server.browser = browser
         yield server
         started = {p: command(p) for p in descendants() if p.pid not in before}
+        kernels = {k["id"] for k in server.api("get", "kernels").json()}
     assert list((server.home / "workspaces").glob("*.jupyterlab-workspace")), "JupyterLab saved its workspace elsewhere"
-    kernels = [p for p, line in started.items() if "ipykernel_launcher" in line]
-    assert kernels, f"no kernel was running when the module ended, so the check below proves nothing: {started}"
+    seen = {k for k in kernels if any(f"kernel-{k}.json" in line for line in started.values())}
+    assert seen == kernels, f"kernels the server ran that the check below would not see: {kernels - seen}"
     leftover = left_running(list(started))
     for process in leftover:
         process.kill()
@@ -185,8 +190,10 @@ class Student:
         self.page, self.notebook, self.screenshots = page, notebook, screenshots
         page.call("Emulation.setDeviceMetricsOverride", deviceScaleFactor=1, mobile=False, **VIEWPORT)
         shown = page.wait_for(f"document.querySelectorAll('.jp-Notebook .jp-Cell').length === "
-                              f"{len(notebook.cells)} && {KERNEL_STATUS} === 'idle'", timeout=60)
-        assert shown, f"JupyterLab did not show the notebook with an idle kernel: {self.page.seen['errors'][:3]}"
+                              f"{len(notebook.cells)} && {KERNEL_STATUS} === 'idle' && "
+                              f"{KERNEL_SHOWN} === {json.dumps(KERNEL_NAME)}", timeout=60)
+        assert shown, f"JupyterLab did not show the notebook with an idle kernel {KERNEL_NAME!r} (the toolbar " \
+            f"says {page.evaluate(KERNEL_SHOWN)!r}): {self.page.seen['errors'][:3]}"
         self.assert_nothing_in_the_way()
 
     def assert_nothing_in_the_way(self):
@@ -210,7 +217,7 @@ class Student:
     def run_from_menu(self, command):
         """Open the Run menu with the mouse and click the item of ``command`` (e.g. runmenu:run-all), then wait."""
         self.page.click_on(".lm-MenuBar-item", "Run")
-        self.page.wait_for(f"document.querySelector('.lm-Menu-item[data-command=\"{command}\"]')", timeout=5)
+        self.page.wait_for(f"!!document.querySelector('.lm-Menu-item[data-command=\"{command}\"]')", timeout=5)
         self._wait_after(lambda: self.page.click_on(f".lm-Menu-item[data-command='{command}']"))
 
     def type_into(self, cell_id, text):
@@ -295,6 +302,12 @@ def message_of(check, *args):
 def batch_mean(x):
     """The released stub of the notebook's first exercise."""
     raise NotImplementedError()
+
+
+def new_notebook(*cells):
+    """A notebook of these cells, for the kernel the released notebooks name."""
+    return nbformat.v4.new_notebook(cells=list(cells), metadata={"kernelspec": {
+        "name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}})
 
 
 def answered(relative):
@@ -446,7 +459,7 @@ def test_chapter_widget_demo_responds_to_a_slider_dragged_in_jupyterlab(lab, scr
 def test_without_the_quiet_settings_jupyterlab_asks_about_news(lab, screenshots):
     """Control of the check that nothing is in the way: with JupyterLab's notification settings at their defaults,
     a new tab asks whether to fetch Jupyter news, and the check says so."""
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("An empty notebook.", id="empty")])
+    notebook = new_notebook(nbformat.v4.new_markdown_cell("An empty notebook.", id="empty"))
     nbformat.write(notebook, lab.root / "empty.ipynb")
     settings = f"/lab/api/settings/{NOTIFICATION_SETTINGS}"
     assert lab.api("put", settings, json={"raw": "{}"}).status_code == 204
@@ -459,12 +472,23 @@ def test_without_the_quiet_settings_jupyterlab_asks_about_news(lab, screenshots)
         assert lab.api("put", settings, json={"raw": json.dumps(QUIET)}).status_code == 204
 
 
-def test_leftover_check_sees_a_process_left_running():
-    """Control of the module's last check: a process still running is reported; once killed (a zombie until its
-    parent reaps it) it is not."""
-    orphan = subprocess.Popen(["sleep", "60"], start_new_session=True)
-    process = psutil.Process(orphan.pid)
-    assert left_running([process], timeout=0.2) == [process]
-    orphan.kill()
-    assert left_running([process], timeout=5) == []
-    orphan.wait()
+def test_leftover_check_sees_what_a_notebook_leaves_running(lab, screenshots):
+    """Control of the module's last check: a process that a cell starts in a session of its own outlives its
+    kernel, and the check reports it (this test then kills it)."""
+    spawn = "import subprocess\nsubprocess.Popen(['sleep', '600'], start_new_session=True).pid"
+    notebook = new_notebook(nbformat.v4.new_code_cell(spawn, id="spawn"))
+    nbformat.write(notebook, lab.root / "spawn.ipynb")
+    with lab.browser.open(lab.url("spawn.ipynb"), settle=0) as page:
+        student = Student(page, notebook, screenshots)
+        student.run_from_menu("runmenu:run-all")
+        sleeper = int(text_of(student.cells()[0]))
+        kernel_id = next(s["kernel"]["id"] for s in lab.api("get", "sessions").json() if s["path"] == "spawn.ipynb")
+        kernel = next(p for p in descendants() if f"kernel-{kernel_id}.json" in command(p))
+        tree = [kernel, *kernel.children(recursive=True)]
+        assert sleeper in [p.pid for p in tree]
+        try:
+            assert lab.api("delete", f"kernels/{kernel_id}").status_code == 204
+            assert [p.pid for p in left_running(tree, timeout=3)] == [sleeper]
+        finally:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(sleeper).kill()
