@@ -50,7 +50,7 @@ QUIET = {"checkForUpdates": False, "fetchNews": "false"}
 POPUPS = "[...document.querySelectorAll('.jp-Dialog, .Toastify__toast')].map(e => e.textContent)"
 KERNEL_STATUS = "(document.querySelector('.jp-Notebook-ExecutionIndicator') || {dataset: {}}).dataset.status"
 # The kernel the test's kernelspec names (the toolbar shows this name once the kernel runs, "No Kernel" before).
-KERNEL_NAME = "Python 3 (course environment)"
+KERNEL_NAME = "Python 3 (course)"
 KERNEL_SHOWN = "(document.querySelector('.jp-Toolbar-kernelName') || {}).textContent"
 
 
@@ -230,6 +230,9 @@ class Student:
     def shift_enter(self, times=1):
         """Run the selected cell and select the next one, ``times`` times (Shift+Enter), then wait."""
         self._wait_after(lambda: [self.page.press("Enter", "Shift") for _ in range(times)])
+        # Shift+Enter in the last cell adds an empty one below it, as JupyterLab does.
+        added = self.page.evaluate("document.querySelectorAll('.jp-Notebook .jp-Cell').length") - len(self.notebook.cells)
+        self.notebook.cells += [nbformat.v4.new_code_cell() for _ in range(added)]
 
     def _wait_after(self, action, timeout=90):
         """Do ``action`` and wait until it has run at least one more cell and the kernel is idle again."""
@@ -448,6 +451,7 @@ def test_chapter_widget_demo_responds_to_a_slider_dragged_in_jupyterlab(lab, scr
         student.type_into("scratch", "for control in demo.kwargs_widgets:\n"
                                      "    control.unobserve(demo.update, names='value')\n")
         student.shift_enter()
+        assert failures(student, student.cells()) == [], failures(student, student.cells())
         drag_gamma(-10)
         page.wait(2.0)
         unhooked = page.evaluate(state)
