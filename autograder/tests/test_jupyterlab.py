@@ -231,8 +231,8 @@ class Student:
         """Run the selected cell and select the next one, ``times`` times (Shift+Enter), then wait."""
         self._wait_after(lambda: [self.page.press("Enter", "Shift") for _ in range(times)])
         # Shift+Enter in the last cell adds an empty one below it, as JupyterLab does.
-        added = self.page.evaluate("document.querySelectorAll('.jp-Notebook .jp-Cell').length") - len(self.notebook.cells)
-        self.notebook.cells += [nbformat.v4.new_code_cell() for _ in range(added)]
+        shown = self.page.evaluate("document.querySelectorAll('.jp-Notebook .jp-Cell').length")
+        self.notebook.cells += [nbformat.v4.new_code_cell() for _ in range(shown - len(self.notebook.cells))]
 
     def _wait_after(self, action, timeout=90):
         """Do ``action`` and wait until it has run at least one more cell and the kernel is idle again."""
