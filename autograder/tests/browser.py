@@ -2,7 +2,8 @@
 
 ``Browser().visit(url)`` loads a page and reports what a reader's browser saw: uncaught exceptions and console
 errors, requests that failed, and every URL requested. ``Browser().open(url)`` keeps the page open to evaluate
-JavaScript in it, click with the mouse and take screenshots.
+JavaScript in it, click and drag with the mouse, type and press keys, and take screenshots (the book's pages and a
+JupyterLab session are driven the same way).
 """
 
 import contextlib
@@ -21,6 +22,12 @@ import websocket
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--remote-debugging-port=0", "--remote-allow-origins=*"]
+
+
+# DevTools' modifier bits, and the code and Windows key code of the named keys (letters are derived).
+MODIFIERS = {"Alt": 1, "Control": 2, "Meta": 4, "Shift": 8}
+KEYS = {"Enter": ("Enter", 13), "Escape": ("Escape", 27), "ArrowLeft": ("ArrowLeft", 37),
+        "ArrowRight": ("ArrowRight", 39), "ArrowUp": ("ArrowUp", 38), "ArrowDown": ("ArrowDown", 40)}
 
 
 def chromium_path():
@@ -125,18 +132,66 @@ class Page:
             self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left",
                       buttons=1 if kind == "mousePressed" else 0, clickCount=1)
 
-    def screenshot(self, path, selector=None, width=1100, margin=0):
-        """A PNG of the element ``selector`` matches (scrolled into view, ``margin`` pixels around it), or of the
-        whole page."""
-        with open(path, "wb") as file:
-            file.write(self.capture(selector, width, margin))
+    def center(self, selector, text=None, number=0):
+        """[x, y] in the viewport of the middle of the ``number``-th element ``selector`` matches (of those whose
+        text, stripped, is ``text`` when it is given), scrolled into view; None when there is none."""
+        return self.evaluate(f"""(() => {{
+          const matches = [...document.querySelectorAll({json.dumps(selector)})]
+            .filter(e => {json.dumps(text)} === null || e.textContent.trim() === {json.dumps(text)});
+          const e = matches[{number}];
+          if (!e) return null;
+          e.scrollIntoView({{block: 'nearest'}});
+          const r = e.getBoundingClientRect();
+          return [r.x + r.width / 2, r.y + r.height / 2]; }})()""")
 
-    def capture(self, selector=None, width=1100, margin=0):
-        """The PNG bytes of the element ``selector`` matches (scrolled into view), or of the whole page."""
+    def click_on(self, selector, text=None, number=0):
+        """A real mouse click in the middle of an element (see :meth:`center`); fails when there is none."""
+        point = self.center(selector, text, number)
+        if point is None:
+            raise LookupError(f"nothing to click: no element {selector!r}" + (f" reading {text!r}" if text else ""))
+        self.click(*point)
+
+    def drag(self, start, end, steps=12):
+        """A real mouse drag with the left button, from ``start`` to ``end`` ([x, y] in CSS pixels), in steps."""
+        (x0, y0), (x1, y1) = start, end
+        self.call("Input.dispatchMouseEvent", type="mouseMoved", x=x0, y=y0)
+        self.call("Input.dispatchMouseEvent", type="mousePressed", x=x0, y=y0, button="left", buttons=1, clickCount=1)
+        for k in range(1, steps + 1):
+            self.call("Input.dispatchMouseEvent", type="mouseMoved", x=x0 + (x1 - x0) * k / steps,
+                      y=y0 + (y1 - y0) * k / steps, button="left", buttons=1)
+            self.wait(0.03)
+        self.call("Input.dispatchMouseEvent", type="mouseReleased", x=x1, y=y1, button="left", buttons=0,
+                  clickCount=1)
+
+    def press(self, key, *modifiers):
+        """Press and release one key (``"Enter"``, ``"a"``, ``"ArrowRight"``) with modifiers held (``"Shift"``,
+        ``"Control"``, ``"Alt"``), as the keyboard does: the focused element gets the key events."""
+        bits = sum(MODIFIERS[m] for m in modifiers)
+        code, key_code = KEYS.get(key) or (f"Key{key.upper()}", ord(key.upper()))
+        text = key if len(key) == 1 and not bits & (MODIFIERS["Control"] | MODIFIERS["Alt"]) else ""
+        text = "\r" if key == "Enter" else text
+        params = {"key": key, "code": code, "windowsVirtualKeyCode": key_code, "modifiers": bits}
+        self.call("Input.dispatchKeyEvent", type="keyDown" if text else "rawKeyDown", text=text, **params)
+        self.call("Input.dispatchKeyEvent", type="keyUp", **params)
+
+    def type(self, text):
+        """Text typed into the focused element, the way an input method commits it (one input event)."""
+        self.call("Input.insertText", text=text)
+
+    def screenshot(self, path, selector=None, width=1100, margin=0, whole_page=True):
+        """A PNG of the element ``selector`` matches (scrolled into view, ``margin`` pixels around it), or of the
+        whole page (or, with ``whole_page=False``, of what the window shows: an app such as JupyterLab that
+        scrolls inside the window)."""
+        with open(path, "wb") as file:
+            file.write(self.capture(selector, width, margin, whole_page))
+
+    def capture(self, selector=None, width=1100, margin=0, whole_page=True):
+        """The PNG bytes of the element ``selector`` matches (scrolled into view), or of the whole page (or the
+        window)."""
         import base64
         self.call("Emulation.setDeviceMetricsOverride", width=width, height=1400, deviceScaleFactor=1, mobile=False)
         self.wait(0.5)
-        params = {"format": "png", "captureBeyondViewport": selector is None}
+        params = {"format": "png", "captureBeyondViewport": selector is None and whole_page}
         if selector:
             box = self.evaluate(f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
                                 "e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
@@ -144,6 +199,8 @@ class Page:
             x, y, width, height = box
             params["clip"] = {"x": max(0, x - margin), "y": max(0, y - margin), "width": width + 2 * margin,
                               "height": height + 2 * margin, "scale": 1}
+        # Two animation frames: content that has just scrolled into view (CSS content-visibility) is painted.
+        self.evaluate("new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
         return base64.b64decode(self.call("Page.captureScreenshot", **params)["data"])
 
     def _receive(self, timeout):
