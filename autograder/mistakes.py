@@ -91,7 +91,7 @@ CATALOGUE = {
         "forward (the forward check names its mistake), then derive the backward again",
     "triton_function_bypassed":
         "batch_norm_triton does not go through TritonBatchNormFunction.apply, so your kernels' backward is never "
-        "used; return TritonBatchNormFunction.apply(x, gamma, beta, eps)",
+        "used; batch_norm_triton returns what TritonBatchNormFunction.apply gives for x, gamma, beta and eps",
     "triton_channels_last_offsets":
         "your kernels address x as if the channel were its last {axis} (offset j * C + c, which is right for "
         "(N, C) only); in contiguous (N, C, H, W) memory value j of channel c, with S = H * W, sits at "
