@@ -18,8 +18,10 @@ CELLS = {
 }
 
 
-def solved(stem, namespace):
+def solved(stem, namespace, replacements=()):
     """Run the solution cells of ``solutions/<NN_slug>/<stem>.ipynb`` in ``namespace`` and return it.
+
+    ``replacements`` (``(grade_id, old, new)``, a planted bug's) change the cells' code first.
 
     ``namespace`` holds what the notebook's setup cell would have imported (``np``; ``torch``; ``triton`` and
     ``tl``, imported after ``TRITON_INTERPRET`` was chosen). Each cell's source is registered with ``linecache``,
@@ -28,6 +30,10 @@ def solved(stem, namespace):
     assignment = stem.rsplit("_", 1)[0]
     notebook = nbformat.read(SOLUTIONS / assignment / f"{stem}.ipynb", as_version=4)
     sources = {grade_id(cell): cell.source for cell in notebook.cells}
+    for cell, old, new in replacements:
+        if old not in sources[cell]:
+            raise ValueError(f"cannot plant the bug: {old!r} is not in solution cell {cell!r}")
+        sources[cell] = sources[cell].replace(old, new)
     for cell in CELLS[stem]:
         source = solution_code(sources[cell])
         filename = f"<{stem}:{cell}>"
