@@ -40,6 +40,12 @@ class NormalizationWatcher:
                     return func(*args, **(kwargs or {}))
 
             class Operators(TorchDispatchMode):
+                @classmethod
+                def _should_skip_dynamo(cls):
+                    # Else torch wraps __torch_dispatch__ to disable Dynamo, importing torch._dynamo at the first
+                    # call (about 1.9 s, in every kernel a check watches); nothing here is compiled.
+                    return False
+
                 def __init__(self, calls):
                     super().__init__()
                     self.calls = calls

@@ -8,6 +8,10 @@ Command line::
 
     python -m autograder.grading.pipeline release         # regenerate exercises/ from solutions/
     python -m autograder.grading.pipeline check-release   # fail if exercises/ is stale
+
+``release`` first rewrites the check library's install line in the README,
+``book/`` and the notebooks' setup cells from ``_config.yml``'s
+``repository.url`` (:mod:`autograder.grading.publishing`).
 """
 
 import argparse
@@ -21,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import hidden
+from . import hidden, publishing
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPOSITORY / "solutions"
@@ -39,8 +43,8 @@ def assignments():
     return sorted(p.name for p in SOLUTIONS.iterdir() if p.is_dir() and any(p.glob("*.ipynb")))
 
 
-def nbgrader(arguments, course):
-    """Run ``nbgrader ARGUMENTS`` on the course directory ``course``; return its output."""
+def nbgrader(arguments, course, db_url=None):
+    """Run ``nbgrader ARGUMENTS`` on the course directory ``course`` (its gradebook: ``db_url``); return its output."""
     bin_directory = Path(sys.executable).parent
     # nbgrader reads nbgrader_config.py from its working directory; this one
     # loads the course's configuration, and the options below re-point it.
@@ -53,7 +57,7 @@ def nbgrader(arguments, course):
         f"--CourseDirectory.root={course}",
         "--CourseDirectory.source_directory=source",
         "--CourseDirectory.release_directory=release",
-        f"--CourseDirectory.db_url=sqlite:///{Path(course) / 'gradebook.db'}",
+        f"--CourseDirectory.db_url={db_url or sqlite_url(course)}",
     ]
     # nbgrader runs `alembic` from PATH, so the environment's bin goes first.
     # One thread per kernel: the checks use small tensors, for which torch's
@@ -65,6 +69,11 @@ def nbgrader(arguments, course):
     if completed.returncode != 0:
         raise PipelineError(f"{' '.join(command)} exited with {completed.returncode}:\n{output}")
     return output
+
+
+def sqlite_url(course):
+    """The URL of a temporary course's own gradebook."""
+    return f"sqlite:///{Path(course) / 'gradebook.db'}"
 
 
 def new_course(assignment, workdir):
@@ -162,8 +171,8 @@ def autograde(assignment, submissions, workdir, options=()):
     return results
 
 
-def read_gradebook(course, assignment, submissions):
-    """Scores of the submitted notebooks, per student, from the course's gradebook.
+def read_gradebook(course, assignment, submissions, db_url=None):
+    """Scores of the submitted notebooks, per student, from the course's gradebook (or the one at ``db_url``).
 
     A student's ``score`` and ``max_score`` add up the notebooks they handed
     in; ``cells`` maps ``"<notebook>/<grade_id>"`` to ``(score, max_score)``.
@@ -171,7 +180,7 @@ def read_gradebook(course, assignment, submissions):
     from nbgrader.api import Gradebook
 
     results = {}
-    with Gradebook(f"sqlite:///{Path(course) / 'gradebook.db'}") as gradebook:
+    with Gradebook(db_url or sqlite_url(course)) as gradebook:
         for student, notebooks in submissions.items():
             handed_in = {Path(name).stem for name in notebooks}
             submission = gradebook.find_submission(assignment, student)
@@ -193,14 +202,23 @@ def main(argv=None):
     parser.add_argument("command", choices=["release", "check-release"])
     arguments = parser.parse_args(argv)
     if arguments.command == "release":
+        for name in publishing.write_install_lines():
+            print(f"{name}: install line set to {publishing.install_requirement(publishing.repository_url())}")
         write_exercises()
         return 0
     stale = stale_exercises()
     if stale:
         print("exercises/ is out of date with solutions/; run `python -m autograder.grading.pipeline release`:")
         print("\n".join(f"  {name}" for name in stale))
+    disagreeing = publishing.disagreements()
+    if disagreeing:
+        print(f"the repository URL is not {publishing.CONFIG}'s everywhere; run "
+              "`python -m autograder.grading.pipeline release`:")
+        print("\n".join(f"  {line}" for line in disagreeing))
+    if stale or disagreeing:
         return 1
-    print("exercises/ matches a fresh nbgrader generate_assignment of solutions/")
+    print("exercises/ matches a fresh nbgrader generate_assignment of solutions/, "
+          f"and every install line uses {publishing.CONFIG}'s repository.url")
     return 0
 
 

@@ -333,6 +333,8 @@ class SandboxedKernelManager(AsyncKernelManager):
             limit_arguments(self.address_space, self.processes, self.file_size, self.cpu_seconds),
             user_arguments(uid, uid))
         self.log.debug("Sandboxed kernel: %s", command)
+        # The kernel's console banner is no message for the grader's terminal; its errors still reach stderr.
+        kw["stdout"] = subprocess.DEVNULL
         return command, kw
 
     async def _async_post_start_kernel(self, **kw):

@@ -12,6 +12,8 @@ the outputs of the test cell, is computed by code the student cannot reach.
 """
 
 import builtins
+import contextlib
+import io
 import re
 import sys
 
@@ -50,7 +52,9 @@ class TrustedNotebook:
     def run_setup(self, source):
         """Run a locked setup cell (imports, constants) here; its failure is the kernel's to report."""
         try:
-            exec(compile(self._transform(source), "<setup cell>", "exec"), self.setup)
+            # What the setup cell prints ("running on cpu") is the kernel's output, recorded there.
+            with contextlib.redirect_stdout(io.StringIO()):
+                exec(compile(self._transform(source), "<setup cell>", "exec"), self.setup)
         except Exception:  # noqa: BLE001 the kernel runs the same cell and records its error
             pass
         if "torch" in sys.modules:

@@ -1,5 +1,6 @@
 """The HTML book: built for real with warnings as errors, leak-free, and rendered in Chromium."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from autograder.grading import publishing
 from autograder.grading.pipeline import EXERCISES, SOLUTIONS
 
 from .conftest import REPOSITORY, code_text, normalized, read_notebook, secret_lines, visible_text
@@ -34,6 +36,25 @@ def chapter_files():
             files.append(chapter["file"])
             files.extend(section["file"] for section in chapter.get("sections", []))
     return files
+
+
+def small_book(folder, pages, config=None):
+    """A book in ``folder`` with the course's configuration (or ``config``'s text) and ``pages`` ({name: text},
+    the first the root, the others its chapters)."""
+    book = folder / "book"
+    book.mkdir()
+    (book / "_config.yml").write_text(config or (REPOSITORY / "_config.yml").read_text())
+    shutil.copytree(REPOSITORY / "_vendor", book / "_vendor")
+    shutil.copytree(REPOSITORY / "_ext", book / "_ext")
+    names = [name.rsplit(".", 1)[0] for name in pages]
+    toc = f"format: jb-book\nroot: {names[0]}\n"
+    if names[1:]:
+        toc += "chapters:\n" + "".join(f"  - file: {name}\n" for name in names[1:])
+    (book / "_toc.yml").write_text(toc)
+    for name, text in pages.items():
+        (book / name).parent.mkdir(parents=True, exist_ok=True)
+        (book / name).write_text(text)
+    return book
 
 
 @pytest.fixture(scope="module")
@@ -237,3 +258,51 @@ def test_interactive_figures_respond_in_the_browser_without_a_kernel(built_book)
                 plotly_loads = [url for url in page.seen["requested"] if url.split("?")[0].endswith("plotly.min.js")]
                 assert len(plotly_loads) == 1 and plotly_loads[0].startswith("file:"), \
                     f"{name} loads plotly.js {len(plotly_loads)} times: {plotly_loads}"
+
+
+LAUNCH_MENU = 'class="dropdown dropdown-launch-buttons'   # sphinx-book-theme's launch group
+COLAB_LINK = re.compile(r'href="(https://colab\.research\.google\.com/[^"]*)"')
+
+
+def launch_problems(name, html_text):
+    """What is wrong with page ``name``'s launch buttons: a chapter page has none (they would open its .md), an
+    exercise page one menu with one Colab link, to its notebook in the configured repository."""
+    menus, links = html_text.count(LAUNCH_MENU), COLAB_LINK.findall(html_text)
+    if not name.startswith("exercises/"):
+        return [f"{name}: a launch button on a chapter page, whose .md Colab cannot open: {menus} launch menus, "
+                f"Colab links {links}; is the page in launch_button_pages (_config.yml)?"] if menus or links else []
+    expected = publishing.colab_url(f"{name}.ipynb")
+    if menus != 1 or links != [expected]:
+        return [f"{name}: expected one launch menu with the Colab link {expected}, got {menus} menus and {links}"]
+    return []
+
+
+@pytest.mark.xdist_group("book")
+def test_launch_buttons_only_on_exercise_pages(built_book):
+    names = chapter_files()
+    assert sum(name.startswith("exercises/") for name in names) == len(list(EXERCISES.glob("*/*.ipynb")))
+    problems = [line for name in names for line in launch_problems(name, (built_book / f"{name}.html").read_text())]
+    assert not problems, "\n".join(problems)
+
+
+TRIVIAL_PAGE = ("---\njupytext:\n  text_representation:\n    extension: .md\n    format_name: myst\nkernelspec:\n  display_name: Python 3\n  language: python\n  name: python3\n---\n\n"
+                "# {title}\n\n```{{code-cell}} ipython3\n1 + 1\n```\n")
+
+
+def test_a_chapter_page_with_launch_buttons_is_caught(tmp_path):
+    """The control: in a small book, one chapter page is given launch buttons again (launch_button_pages): the check
+    names it, and neither the other chapter page nor the exercise page."""
+    exercise = "exercises/01_four_steps/01_four_steps_numpy"
+    config = (REPOSITORY / "_config.yml").read_text()
+    assert 'launch_button_pages: ["exercises/*"]' in config
+    config = config.replace('launch_button_pages: ["exercises/*"]', 'launch_button_pages: ["exercises/*", "planted"]')
+    book = small_book(tmp_path, {"intro.md": "# A small book\n", "page.md": TRIVIAL_PAGE.format(title="A chapter page"),
+                                 "planted.md": TRIVIAL_PAGE.format(title="A page with launch buttons again"),
+                                 f"{exercise}.ipynb": (REPOSITORY / f"{exercise}.ipynb").read_text()}, config)
+    code, log = build(book, tmp_path / "out")
+    assert code == 0, log[-3000:]
+    html = tmp_path / "out" / "_build" / "html"
+    assert launch_problems("page", (html / "page.html").read_text()) == []
+    assert launch_problems(exercise, (html / f"{exercise}.html").read_text()) == []
+    planted = launch_problems("planted", (html / "planted.html").read_text())
+    assert planted and "planted: a launch button on a chapter page" in planted[0], planted

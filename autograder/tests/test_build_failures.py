@@ -1,13 +1,12 @@
 """A notebook execution error, or a claim of the prose that the run contradicts, fails the book build."""
 
 import re
-import shutil
 
 import numpy as np
 import pytest
 
 from .conftest import REPOSITORY
-from .test_book import build
+from .test_book import build, small_book
 
 FAILING_PAGE = """---
 jupytext:
@@ -30,14 +29,7 @@ raise RuntimeError("planted execution error")
 
 def book_with_one_page(tmp_path, name, text):
     """A book with the course's configuration and a single page."""
-    book = tmp_path / "book"
-    book.mkdir()
-    shutil.copy(REPOSITORY / "_config.yml", book)
-    shutil.copytree(REPOSITORY / "_vendor", book / "_vendor")
-    shutil.copytree(REPOSITORY / "_ext", book / "_ext")
-    (book / "_toc.yml").write_text(f"format: jb-book\nroot: {name}\n")
-    (book / f"{name}.md").write_text(text)
-    return book
+    return small_book(tmp_path, {f"{name}.md": text})
 
 
 def test_execution_error_fails_the_build(tmp_path):

@@ -5,23 +5,33 @@ so pip builds a wheel from the repository. These tests build that wheel from a
 copy of the working tree (tracked files and untracked ones git does not
 ignore, so uncommitted changes are tested), open it, and install it into a
 fresh virtual environment. A planted-fault control shows that every check can
-fail.
+fail. Last, a student's machine: a new virtual environment into which pip
+installs the wheel with its dependencies (NumPy, torch) and ipykernel, from the
+registry pip is configured with, and a real kernel of it runs a released
+notebook, answered and unanswered, from a folder that holds nothing else.
 """
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
+
+import nbformat
 
 import numpy
 import pytest
 import torch
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
+from nbclient import NotebookClient
 
 from autograder.grading.mutants import corpus
-from autograder.grading.pipeline import EXERCISES, SOLUTIONS
+from autograder.grading.pipeline import EXERCISES, SOLUTIONS, filled_in, grade_id
 
 from .conftest import REPOSITORY, normalized, read_notebook, secret_lines
 
@@ -272,3 +282,139 @@ def test_planted_faults_are_caught(texts, tmp_path):
     assert not imported["autograder.grading"].startswith("ERROR"), imported["autograder.grading"]
     # Found (importing it outside nbgrader raises NameError for get_config, but it is there).
     assert not imported["autograder.nbgrader_config"].startswith("ERROR ModuleNotFoundError")
+
+
+# --- a student's machine: the wheel in a new virtual environment, in a real kernel --------------------------------
+
+STUDENT_NOTEBOOK = EXERCISES / "01_four_steps" / "01_four_steps_numpy.ipynb"
+WHERE_FROM = "import autograder, sys\nprint(autograder.__file__)\nprint(sys.executable)"
+
+
+def constraints(path):
+    """requirements.txt's pins as a pip constraints file (the editable install of the repository left out)."""
+    lines = [line for line in (REPOSITORY / "requirements.txt").read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith(("#", "-e"))]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def student_environment():
+    """The environment a student's shell has: no PYTHONPATH, no virtual environment of ours on PATH."""
+    environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    environment["PATH"] = os.pathsep.join(p for p in environment.get("PATH", "").split(os.pathsep)
+                                          if Path(p) != Path(sys.executable).parent)
+    return dict(environment, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+
+def make_student_venv(wheel, workdir):
+    """A new virtual environment with the wheel, its declared dependencies and ipykernel, installed by pip with
+    requirements.txt's pins (torch 2.13.0, the CPU wheel here); {"python", "site", "seconds"}."""
+    venv = workdir / "venv"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300, env=student_environment())
+    python = venv / "bin" / "python"
+    completed = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--only-binary=:all:",
+         "--constraint", str(constraints(workdir / "constraints.txt")), str(wheel), "ipykernel"],
+        capture_output=True, text=True, timeout=900, cwd=workdir, env=student_environment())
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    site = subprocess.run([str(python), "-I", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    return {"python": python, "site": Path(site), "seconds": time.perf_counter() - start}
+
+
+@pytest.fixture(scope="module")
+def student_venv(wheel, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("student")
+    venv = make_student_venv(wheel, workdir)
+    print(f"new virtual environment with the wheel, NumPy, torch and ipykernel: {venv['seconds']:.1f} s")
+    yield venv
+    shutil.rmtree(workdir / "venv", ignore_errors=True)  # about 1 GB
+
+
+def answered_release():
+    return filled_in(read_notebook(STUDENT_NOTEBOOK), read_notebook(SOLUTIONS / STUDENT_NOTEBOOK.relative_to(EXERCISES)))
+
+
+def run_in_student_kernel(venv, notebook, folder, kernel=None):
+    """Execute ``notebook`` (and a last cell that prints where autograder came from) in a kernel of the student's
+    environment (or the named kernel), from an empty folder; return it."""
+    kernels = folder / "kernels"
+    (kernels / "student").mkdir(parents=True)
+    (kernels / "student" / "kernel.json").write_text(json.dumps({
+        "argv": [str(venv["python"]), "-I", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "student", "language": "python"}))
+    manager = KernelManager(kernel_name="student", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)])) \
+        if kernel is None else KernelManager(kernel_name=kernel)
+    notebook.cells.append(nbformat.v4.new_code_cell(WHERE_FROM))
+    work = folder / "notebook"
+    work.mkdir()
+    NotebookClient(notebook, km=manager, timeout=180, allow_errors=True,
+                   resources={"metadata": {"path": str(work)}}).execute(env=student_environment())
+    return notebook
+
+
+def errors(cell):
+    return [output for output in cell.get("outputs", []) if output.output_type == "error"]
+
+
+def graded_cells(notebook):
+    return [cell for cell in notebook.cells
+            if cell.cell_type == "code" and cell.get("metadata", {}).get("nbgrader", {}).get("grade")]
+
+
+def imported_from(notebook, venv):
+    """Where the kernel imported the check library from, checked to be the student's environment."""
+    printed = "".join(o.get("text", "") for o in notebook.cells[-1].outputs if o.output_type == "stream").split()
+    assert len(printed) == 2, f"the last cell printed {printed}"
+    module, executable = map(Path, printed)
+    assert executable == venv["python"], f"the kernel ran {executable}, not the student's {venv['python']}"
+    assert module.is_relative_to(venv["site"]), f"autograder came from {module}, not the wheel in {venv['site']}"
+
+
+def test_answered_release_passes_its_visible_tests_in_a_new_environment(student_venv, tmp_path):
+    start = time.perf_counter()
+    executed = run_in_student_kernel(student_venv, answered_release(), tmp_path)
+    print(f"{STUDENT_NOTEBOOK.name}, answered, in the student's kernel: {time.perf_counter() - start:.1f} s "
+          f"(environment made in {student_venv['seconds']:.1f} s)")
+    imported_from(executed, student_venv)
+    setup = next(cell for cell in executed.cells if grade_id(cell) == "setup")
+    assert not setup.outputs, f"the setup cell printed or installed something: {setup.outputs}"
+    failed = {grade_id(cell): [f"{e.ename}: {e.evalue[:300]}" for e in errors(cell)]
+              for cell in executed.cells if cell.cell_type == "code" and errors(cell)}
+    assert len(graded_cells(executed)) >= 8 and not failed, f"cells failed in the student's environment: {failed}"
+
+
+def test_unanswered_release_fails_its_tests_with_the_check_librarys_message(student_venv, tmp_path):
+    executed = run_in_student_kernel(student_venv, read_notebook(STUDENT_NOTEBOOK), tmp_path)
+    imported_from(executed, student_venv)
+    cells = graded_cells(executed)
+    assert len(cells) >= 8
+    for cell in cells:
+        found = errors(cell)
+        assert found, f"{grade_id(cell)} passed in the unanswered release"
+        if not grade_id(cell).startswith("test_quiz"):   # an unanswered quiz cell has no answer variable
+            assert found[0].ename == "CheckFailure" and "it is not implemented yet" in found[0].evalue, \
+                f"{grade_id(cell)}: {found[0].ename}: {found[0].evalue[:300]}"
+
+
+def test_a_check_library_from_elsewhere_is_caught(student_venv, tmp_path):
+    """The control: the development kernel (the repository's editable install) is told apart from the wheel."""
+    executed = run_in_student_kernel(student_venv, answered_release(), tmp_path, kernel="python3")
+    with pytest.raises(AssertionError, match="not the student's"):
+        imported_from(executed, student_venv)
+
+
+def test_a_wheel_that_forgets_its_dependencies_fails_in_a_new_environment(tmp_path):
+    """The control: with no dependencies declared, a student's environment lacks NumPy, and the setup cell says so
+    (the import of the check library itself succeeds, so nothing is installed from the network)."""
+    tree = copy_of_working_tree(tmp_path / "tree")
+    pyproject = tree / "pyproject.toml"
+    declared = 'dependencies = ["numpy>=1.24", "torch>=2.1"]'
+    assert declared in pyproject.read_text()
+    pyproject.write_text(pyproject.read_text().replace(declared, "dependencies = []"))
+    venv = make_student_venv(build_wheel(tree, tmp_path / "dist"), tmp_path)
+    executed = run_in_student_kernel(venv, answered_release(), tmp_path)
+    imported_from(executed, venv)
+    setup = next(cell for cell in executed.cells if grade_id(cell) == "setup")
+    assert [(e.ename, e.evalue) for e in errors(setup)] == [("ModuleNotFoundError", "No module named 'numpy'")]
