@@ -23,13 +23,50 @@ from .tensors import error_hint, expect_placement, numpy_dtype, on, run_torch
 
 DTYPES = (torch.float64, torch.float32)
 EPS = 1e-5
-# The type of the autograd node that applying the student's Function creates.
-NODE_NAME = "BatchNormFunctionBackward"
 INPUT_NAMES = ("x", "gamma", "beta", "eps")
 GRADIENT_NAMES = ("dx", "dgamma", "dbeta")
 # The normwise error of a float64 result computed in float32 lies in this band;
 # a correct float64 implementation reaches about 1e-15, a wrong formula 1e-4 or more.
 FLOAT32_BAND = (1e-10, 1e-5)
+# With a mean of 1e4, float32 cannot hold x - mean to better than about 5e-4 of a unit standard deviation: torch's
+# own float32 batch norm misses the float64 reference of y by up to 7e-4 (10 seeds), while the one-pass variance
+# E[x^2] - E[x]^2 cancels to nothing or below zero (an error of 1 or nan). Large-mean cases are judged to this.
+LARGE_MEAN_TOLERANCE = 1e-2
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What the checks grade: the names of the student's Function and function, and the dtypes they take."""
+
+    function_class: str = "BatchNormFunction"
+    function: str = "batch_norm"
+    dtypes: tuple = DTYPES
+    # (catalogue key, key): mistakes whose computation is the same but whose cause, in this subject's code, is
+    # better named by the second key (a Triton kernel mixes channels by its offsets, not by a reshape).
+    renamed_mistakes: tuple = ()
+    # The catalogue key of the hint a wrong value gets when no known mistake reproduces it (None: no hint).
+    value_hint: str = None
+
+    def key(self, key):
+        """This subject's name for the catalogue key ``key`` (which may carry a variant after a slash)."""
+        stem, slash, variant = key.partition("/")
+        return dict(self.renamed_mistakes).get(stem, stem) + slash + variant
+
+    def mistakes(self, computed):
+        """``computed`` ({key: thunk}, from :mod:`autograder.mistaken`) with this subject's names for the keys."""
+        return {self.key(key): thunk for key, thunk in computed.items()}
+
+    def hint(self, fallback=None):
+        """What a wrong value's message suggests when no known mistake reproduces it."""
+        if self.value_hint is None:
+            return fallback
+        sentence_ = sentence(self.value_hint, "torch")
+        return f"{fallback}; {sentence_}" if fallback else sentence_
+
+    @property
+    def node_name(self):
+        """The type of the autograd node that applying the student's Function creates."""
+        return f"{self.function_class}Backward"
 
 
 @dataclass(frozen=True)
@@ -42,6 +79,8 @@ class Inputs:
     structure_shape: tuple = (6, 3)  # (N, C): the structure part does not depend on images working
     backward_custom_eps: bool = False  # whether every other backward case uses custom_eps
     gradcheck_cases: tuple = (((4, 3), EPS), ((3, 2, 2, 3), 1e-2))  # (shape, eps), small: gradcheck is O(n^2)
+    large_means: tuple = ()  # ((shape, mean), ...): forward cases in the subject's last dtype with a large mean
+    subject: Subject = Subject()
 
 
 VISIBLE = Inputs()
@@ -50,14 +89,14 @@ VISIBLE = Inputs()
 def _each_case(device, inputs):
     """(case description, x, gamma, beta, dy) as NumPy arrays, for every shape and dtype, on ``device``."""
     __tracebackhide__ = True
-    for case, *arrays in cases.batches(inputs, [numpy_dtype(dtype) for dtype in DTYPES]):
+    for case, *arrays in cases.batches(inputs, [numpy_dtype(dtype) for dtype in inputs.subject.dtypes]):
         yield (dict(case, device=str(device)), *arrays)
 
 
-def _signature(eps):
+def _signature(subject, eps):
     """How messages write the call, e.g. ``batch_norm(x, gamma, beta, eps=0.01)``."""
     __tracebackhide__ = True
-    return "batch_norm(x, gamma, beta" + (")" if eps == EPS else f", eps={eps})")
+    return f"{subject.function}(x, gamma, beta" + (")" if eps == EPS else f", eps={eps})")
 
 
 def _call(name, function, *args, case, **kwargs):
@@ -67,13 +106,14 @@ def _call(name, function, *args, case, **kwargs):
                 argument_names=INPUT_NAMES, **kwargs)
 
 
-def _apply(batch_norm, inputs, eps, case):
-    """y = batch_norm(x, gamma, beta[, eps]) for the tensors ``inputs``; y must be one tensor like x."""
+def _apply(batch_norm, tensors, eps, case, subject):
+    """y = batch_norm(x, gamma, beta[, eps]) for ``tensors`` (x, gamma, beta); y must be one tensor like x."""
     __tracebackhide__ = True
     kwargs = {} if eps == EPS else {"eps": eps}
-    y = _call(_signature(eps), batch_norm, *inputs, case=case, **kwargs)
-    _expect_tensor(f"y returned by {_signature(eps)}", y, case)
-    expect_placement(f"y returned by {_signature(eps)}", y, inputs[0], case)
+    signature = _signature(subject, eps)
+    y = _call(signature, batch_norm, *tensors, case=case, **kwargs)
+    _expect_tensor(f"y returned by {signature}", y, case)
+    expect_placement(f"y returned by {signature}", y, tensors[0], case)
     return y
 
 
@@ -88,15 +128,16 @@ def _expect_tensor(name, y, case):
         )
 
 
-def _expect_own_backward(y, case):
-    """y was produced by BatchNormFunction.apply, so backward runs the student's explicit formula."""
+def _expect_own_backward(y, case, subject):
+    """y was produced by the student's Function's apply, so backward runs the student's explicit formula."""
     __tracebackhide__ = True
     node = type(y.grad_fn).__name__ if getattr(y, "grad_fn", None) is not None else None
-    if node is None or NODE_NAME not in node:
+    if node is None or subject.node_name not in node:
         raise CheckFailure(
-            f"the output of batch_norm was not produced by BatchNormFunction (y.grad_fn is {node}).\n"
+            f"the output of {subject.function} was not produced by {subject.function_class} "
+            f"(y.grad_fn is {node}).\n"
             f"  input: {describe_case(case)}\n"
-            f"  likely cause: {sentence('function_bypassed', 'torch')}"
+            f"  likely cause: {sentence(subject.key('function_bypassed'), 'torch')}"
         )
 
 
@@ -137,66 +178,88 @@ def check_structure(BatchNormFunction, batch_norm, device, inputs=VISIBLE):
     when the exception passed through BatchNormFunction.forward.
     """
     __tracebackhide__ = True
+    subject = inputs.subject
+    name = subject.function_class
     found = facts(BatchNormFunction)
     if not (found["is_class"] and subclasses(found, "torch.autograd.function", "Function")):
         what = "a class that does not" if found["is_class"] else f"an object of type {found['type']}, which does not"
         raise CheckFailure(
-            f"BatchNormFunction must be a class that subclasses torch.autograd.Function; it is {what}\n"
-            "  hint: class BatchNormFunction(torch.autograd.Function): ..."
+            f"{name} must be a class that subclasses torch.autograd.Function; it is {what}\n"
+            f"  hint: class {name}(torch.autograd.Function): ..."
         )
     for method in ("forward", "backward"):
-        _expect_own_staticmethod(found, method)
-    shape, seed = inputs.structure_shape, 40 + inputs.seed
-    case = {"shape": shape, "dtype": "float64", "device": str(device), "seed": seed}
-    x = cases.activations(shape, np.float64, seed)
-    tensors = on(device, x, *cases.affine_parameters(shape[1], np.float64, seed), requires_grad=True)
+        _expect_own_staticmethod(found, method, name)
+    shape, seed, dtype = inputs.structure_shape, 40 + inputs.seed, numpy_dtype(subject.dtypes[0])
+    case = {"shape": shape, "dtype": np.dtype(dtype).name, "device": str(device), "seed": seed}
+    x = cases.activations(shape, dtype, seed)
+    tensors = on(device, x, *cases.affine_parameters(shape[1], dtype, seed), requires_grad=True)
+    signature = _signature(subject, EPS)
     try:
         y = batch_norm(*tensors)
     except Exception as error:  # the forward's own failure is the forward check's to grade
         if passed_through(error, BatchNormFunction.forward):
             return
-        _call("batch_norm(x, gamma, beta)", batch_norm, *tensors, case=case)  # explains the exception
+        _call(signature, batch_norm, *tensors, case=case)  # explains the exception
         raise
-    _expect_tensor("y returned by batch_norm(x, gamma, beta)", y, case)
-    _expect_own_backward(y, case)
+    _expect_tensor(f"y returned by {signature}", y, case)
+    _expect_own_backward(y, case, subject)
 
 
-def _expect_own_staticmethod(found, method):
-    """``method`` is a staticmethod defined by the student's class (``found``: its facts), not inherited from torch."""
+def _expect_own_staticmethod(found, method, name):
+    """``method`` is a staticmethod defined by the student's class ``name`` (``found``: its facts), not torch's."""
     __tracebackhide__ = True
     for module, _name, members in found["mro"]:
         if module.startswith("torch."):
             break
         if method in members:
             if members[method] != "staticmethod":
-                raise CheckFailure(f"BatchNormFunction.{method} must be a @staticmethod "
+                raise CheckFailure(f"{name}.{method} must be a @staticmethod "
                                    f"(its first argument is ctx, not self).")
             return
-    raise CheckFailure(f"BatchNormFunction does not define {method}; write @staticmethod def {method}(ctx, ...).")
+    raise CheckFailure(f"{name} does not define {method}; write @staticmethod def {method}(ctx, ...).")
 
 
 @graded
 def check_forward(batch_norm, device, inputs=VISIBLE):
     """batch_norm(x, gamma, beta[, eps]) equals torch's training-mode batch norm, on ``device``."""
     __tracebackhide__ = True
+    subject = inputs.subject
     for case, x, gamma, beta, _dy in _each_case(device, inputs):
         for eps in (EPS, inputs.custom_eps):
             this_case = dict(case, eps=eps)
             # One call tracks gradients (as in training), one does not (as under torch.no_grad()).
             tensors = on(device, x, gamma, beta, requires_grad=eps != EPS)
-            y = _apply(batch_norm, tensors, eps, this_case)
-            _assert_close(f"y returned by {_signature(eps)}", y, reference.batch_norm_training(x, gamma, beta, eps),
-                          dtype=x.dtype, case=this_case, mistakes=mistaken.forward(x, gamma, beta, eps))
+            y = _apply(batch_norm, tensors, eps, this_case, subject)
+            _assert_close(f"y returned by {_signature(subject, eps)}", y,
+                          reference.batch_norm_training(x, gamma, beta, eps), dtype=x.dtype, case=this_case,
+                          mistakes=subject.mistakes(mistaken.forward(x, gamma, beta, eps)), hint=subject.hint())
+    for case, x, gamma, beta in _large_mean_cases(device, inputs):
+        y = _apply(batch_norm, on(device, x, gamma, beta), EPS, case, subject)
+        assert_close(f"y returned by {_signature(subject, EPS)}", y, reference.batch_norm_training(x, gamma, beta, EPS),
+                     dtype=x.dtype, case=case, api="torch", tolerance=LARGE_MEAN_TOLERANCE,
+                     hint=sentence("one_pass_variance", "torch"))
 
 
-def _gradients(batch_norm, x, gamma, beta, dy, eps, device, case):
+def _large_mean_cases(device, inputs):
+    """(case description, x, gamma, beta) with every value shifted by a large mean, in the subject's last dtype."""
+    __tracebackhide__ = True
+    dtype = numpy_dtype(inputs.subject.dtypes[-1])
+    for number, (shape, mean) in enumerate(inputs.large_means):
+        seed = 900 + inputs.seed + number
+        x = (cases.activations(shape, np.float64, seed, constant_channel=False) + mean).astype(dtype)
+        case = {"shape": shape, "dtype": np.dtype(dtype).name, "device": str(device), "seed": seed,
+                "mean of x": f"{mean:g}"}
+        yield (case, x, *cases.affine_parameters(shape[1], dtype, seed))
+
+
+def _gradients(batch_norm, x, gamma, beta, dy, eps, device, case, subject):
     """(x.grad, gamma.grad, beta.grad, inputs) after y.backward(dy), y = batch_norm(x, gamma, beta, eps)."""
     __tracebackhide__ = True
     tensors = on(device, x, gamma, beta, requires_grad=True)
-    y = _apply(batch_norm, tensors, eps, case)
-    _expect_own_backward(y, case)
+    y = _apply(batch_norm, tensors, eps, case, subject)
+    _expect_own_backward(y, case, subject)
     (upstream,) = on(device, dy)
-    run_torch("y.backward(dy) (your BatchNormFunction.backward)", lambda: y.backward(upstream), case)
+    run_torch(f"y.backward(dy) (your {subject.function_class}.backward)", lambda: y.backward(upstream), case)
     return tuple(t.grad for t in tensors), tensors
 
 
@@ -214,14 +277,16 @@ def _check_gradients(batch_norm, device, inputs, names):
     for number, (case, x, gamma, beta, dy) in enumerate(_each_case(device, inputs)):
         eps = inputs.custom_eps if inputs.backward_custom_eps and number % 2 else EPS
         case = dict(case, eps=eps)
-        grads, tensors = _gradients(batch_norm, x, gamma, beta, dy, eps, device, case)
+        grads, tensors = _gradients(batch_norm, x, gamma, beta, dy, eps, device, case, inputs.subject)
         expected = reference.batch_norm_gradients(x, gamma, beta, dy, eps)
-        mistakes = mistaken.backward(x, gamma, dy, eps)
+        mistakes = {name: inputs.subject.mistakes(computed)
+                    for name, computed in mistaken.backward(x, gamma, dy, eps).items()}
         for name, input_name, grad, tensor, want in zip(GRADIENT_NAMES, INPUT_NAMES, grads, tensors, expected):
             if name not in names:
                 continue
             label = f"{name} ({input_name}.grad after y.backward(dy))"
-            hint = None if name == "dx" else f"{name} has one value per channel, summed over every dim but 1"
+            hint = inputs.subject.hint(None if name == "dx" else
+                                       f"{name} has one value per channel, summed over every dim but 1")
             _expect_gradient(label, grad, tensor, case)
             _assert_close(label, grad, want, dtype=x.dtype, case=case, mistakes=mistakes[name], hint=hint)
 
@@ -261,7 +326,7 @@ def check_gradcheck(batch_norm, device, inputs=VISIBLE):
                     "eps": eps, "method": "torch.autograd.gradcheck"}
             x = cases.activations(shape, np.float64, case_seed, constant_channel=False)
             tensors = on(where, x, *cases.affine_parameters(shape[1], np.float64, case_seed), requires_grad=True)
-            _expect_own_backward(_apply(batch_norm, tensors, eps, case), case)
+            _expect_own_backward(_apply(batch_norm, tensors, eps, case, inputs.subject), case, inputs.subject)
             _gradcheck(batch_norm, tensors, eps, case)
 
 

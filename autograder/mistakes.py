@@ -89,6 +89,17 @@ CATALOGUE = {
     "backward_matches_a_wrong_forward":
         "your backward is the derivative of your own forward, but that forward is not batch norm: fix the "
         "forward (the forward check names its mistake), then derive the backward again",
+    "triton_function_bypassed":
+        "batch_norm_triton does not go through TritonBatchNormFunction.apply, so your kernels' backward is never "
+        "used; batch_norm_triton returns what TritonBatchNormFunction.apply gives for x, gamma, beta and eps",
+    "triton_channels_last_offsets":
+        "your kernels address x as if the channel were its last {axis} (offset j * C + c, which is right for "
+        "(N, C) only); in contiguous (N, C, H, W) memory value j of channel c, with S = H * W, sits at "
+        "(j // S) * C * S + c * S + j % S",
+    "triton_mask_missing":
+        "if only shapes whose m = N*H*W is not a multiple of BLOCK fail: the last block of a channel reads or "
+        "writes past its m values; give every tl.load and tl.store mask=j < m (and other=0.0 where the loaded "
+        "values are summed)",
     "function_bypassed":
         "batch_norm does not go through BatchNormFunction.apply, so your explicit backward is never used "
         "(PyTorch would differentiate the operations themselves, or nothing at all); return what your Function's "

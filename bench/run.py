@@ -33,6 +33,7 @@ import nbformat  # noqa: E402
 
 from autograder.grading import pipeline  # noqa: E402
 from autograder.grading.mutants import corpus  # noqa: E402
+from autograder.grading.solved import solved  # noqa: E402
 
 ASSIGNMENT = "01_four_steps"
 NOTEBOOKS = ("01_four_steps_numpy.ipynb", "01_four_steps_torch.ipynb")
@@ -151,17 +152,6 @@ def bench_book(workdir):
 
 # Reference implementations ------------------------------------------------------------------------------------------
 
-def solution_namespace(notebook_name, preamble):
-    """The solution cells of a Chapter 1 notebook, run in a fresh namespace."""
-    notebook = nbformat.read(pipeline.SOLUTIONS / ASSIGNMENT / notebook_name, as_version=4)
-    namespace = {}
-    exec(preamble, namespace)
-    for cell in notebook.cells:
-        if cell.metadata.get("nbgrader", {}).get("solution") and cell.cell_type == "code":
-            exec(pipeline.solution_code(cell.source), namespace)
-    return namespace
-
-
 def best_of(function, repeats=7):
     function()  # warm up
     times = []
@@ -178,8 +168,8 @@ def bench_references(devices):
     import torch.nn.functional as F
     torch.manual_seed(0)
     shape = (64, 64, 32, 32)
-    numpy_reference = solution_namespace(NOTEBOOKS[0], "import numpy as np")
-    torch_reference = solution_namespace(NOTEBOOKS[1], "import torch")
+    numpy_reference = solved("01_four_steps_numpy", {"np": np})
+    torch_reference = solved("01_four_steps_torch", {"torch": torch})
     for device in devices:
         synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
         x = torch.randn(shape, device=device)

@@ -63,6 +63,16 @@ def _four_steps_torch(checks):
                          gradcheck_cases=(((5, 2), 1e-3), ((2, 3, 2, 2), EPS)))
 
 
+# For the Triton kernels (float32, interpreted without a GPU: small): m = 45, 9, 31, 130 and 99 values per channel,
+# none a multiple of 4, so that the last block is partial; a single channel, a batch of one image.
+TRITON_SHAPES = ((5, 3, 3, 3), (9, 1), (31, 5), (2, 3, 13, 5), (1, 4, 9, 11))
+
+
+def _four_steps_triton(checks):
+    return checks.Inputs(seed=SEED, shapes=TRITON_SHAPES, custom_eps=0.1, structure_shape=(9, 2),
+                         backward_custom_eps=True, large_means=(((33, 3, 3), -1e4),))
+
+
 def _train_vs_eval(checks):
     config = checks.LayerOptions
     return checks.Inputs(
@@ -195,6 +205,7 @@ def _variants_torch(checks):
 INPUTS = {
     "four_steps": _four_steps,
     "four_steps_torch": _four_steps_torch,
+    "four_steps_triton": _four_steps_triton,
     "train_vs_eval": _train_vs_eval,
     "train_vs_eval_torch": _train_vs_eval_torch,
     "precise_bn": _precise_bn,

@@ -39,7 +39,8 @@ pytestmark = pytest.mark.xdist_group("package")
 
 DIST_INFO = re.compile(r"^bn_from_scratch-[^/]+\.dist-info/[^/]+$")
 TOP_LEVEL_MODULE = re.compile(r"^autograder/[^/]+\.py$")
-PROBED = ("autograder", "autograder.four_steps", "autograder.four_steps_torch", "autograder.grading",
+PROBED = ("autograder", "autograder.four_steps", "autograder.four_steps_torch", "autograder.four_steps_triton",
+          "autograder.grading",
           "autograder.grading.mutants", "autograder.tests", "autograder.nbgrader_config")
 
 
@@ -102,6 +103,7 @@ def install_and_probe(wheel, workdir):
         "        result[name] = importlib.import_module(name).__file__\n"
         "    except Exception as error:\n"
         "        result[name] = 'ERROR ' + type(error).__name__ + ': ' + str(error)\n"
+        "result['triton imported'] = 'triton' in sys.modules\n"
         "print(json.dumps(result))\n")
     completed = subprocess.run([str(python), "-I", "-c", probe], cwd=workdir, capture_output=True, text=True,
                                timeout=300)
@@ -140,6 +142,12 @@ def planted_bug_texts():
                             and text_seen not in public and text_seen not in own):
                         texts[text] = f"{notebook.stem}:{mutant.name}"
     return texts
+
+
+def required_distributions(texts):
+    """The names of the distributions the wheel's metadata requires (Requires-Dist)."""
+    metadata = next(text for name, text in texts.items() if DIST_INFO.match(name) and name.endswith("/METADATA"))
+    return sorted(re.findall(r"Requires-Dist: ([A-Za-z0-9_.-]+)", metadata))
 
 
 def files_outside_the_check_library(texts):
@@ -193,6 +201,11 @@ def test_wheel_holds_the_check_library_as_it_is(wheel, tree):
                            "is a build/ folder committed?")
 
 
+def test_wheel_requires_numpy_and_torch_only(texts):
+    """Triton is the optional exercise's: its notebook installs it; the check library neither needs nor imports it."""
+    assert required_distributions(texts) == ["numpy", "torch"]
+
+
 def test_wheel_holds_no_nbgrader_config(texts):
     assert not instructor_config(texts)
 
@@ -215,7 +228,8 @@ def test_wheel_holds_no_planted_bug(texts):
 
 def test_wheel_installs_with_the_checks_and_without_the_grading_tooling(wheel, tmp_path):
     imported, site = install_and_probe(wheel, tmp_path)
-    for name in ("autograder", "autograder.four_steps", "autograder.four_steps_torch"):
+    assert imported["triton imported"] is False, "importing the check library imported triton"
+    for name in ("autograder", "autograder.four_steps", "autograder.four_steps_torch", "autograder.four_steps_triton"):
         assert not imported[name].startswith("ERROR"), f"{name}: {imported[name]}"
         assert Path(imported[name]).is_relative_to(site), f"{name} came from {imported[name]}, not the wheel"
     for name in ("autograder.grading", "autograder.grading.mutants", "autograder.tests",
@@ -232,7 +246,8 @@ def test_planted_faults_are_caught(texts, tmp_path):
     pyproject = tree / "pyproject.toml"
     assert 'packages = ["autograder"]' in pyproject.read_text()
     pyproject.write_text(pyproject.read_text().replace(
-        'packages = ["autograder"]', 'packages = ["autograder", "autograder.grading", "autograder.grading.mutants"]'))
+        'packages = ["autograder"]', 'packages = ["autograder", "autograder.grading", "autograder.grading.mutants"]')
+        .replace('"torch>=2.1"]', '"torch>=2.1", "triton"]'))
     setup = tree / "setup.py"
     assert 'INSTRUCTOR_MODULES = {"nbgrader_config"}' in setup.read_text()
     setup.write_text(setup.read_text().replace('INSTRUCTOR_MODULES = {"nbgrader_config"}', "INSTRUCTOR_MODULES = set()"))
@@ -245,6 +260,9 @@ def test_planted_faults_are_caught(texts, tmp_path):
     # A module the checks import breaks: only the wheel, not the repository, can make this import fail.
     cases = tree / "autograder" / "cases.py"
     cases.write_text(cases.read_text() + '\nraise ImportError("planted in the wheel")\n')
+    # The check library imports triton.
+    triton_checks = tree / "autograder" / "four_steps_triton.py"
+    triton_checks.write_text("import triton  # noqa: F401\n" + triton_checks.read_text())
     # A stale module left in a build/ folder.
     (tree / "build" / "lib" / "autograder").mkdir(parents=True, exist_ok=True)
     (tree / "build" / "lib" / "autograder" / "stale_module.py").write_text("STALE = True\n")
@@ -256,9 +274,11 @@ def test_planted_faults_are_caught(texts, tmp_path):
     assert (secret, "autograder/display.py") in leaked_lines(faulty, [secret])
     assert (bug, "autograder/display.py") in leaked_lines(faulty, [bug])
     assert "autograder/stale_module.py" in differences_from_the_tree(faulty_wheel, tree)
+    assert required_distributions(faulty) == ["numpy", "torch", "triton"]
 
     imported, _ = install_and_probe(faulty_wheel, tmp_path)
     assert "planted in the wheel" in imported["autograder.four_steps"], imported["autograder.four_steps"]
+    assert imported["triton imported"] is True
     assert not imported["autograder.grading"].startswith("ERROR"), imported["autograder.grading"]
     # Found (importing it outside nbgrader raises NameError for get_config, but it is there).
     assert not imported["autograder.nbgrader_config"].startswith("ERROR ModuleNotFoundError")

@@ -26,7 +26,7 @@ class Mutant:
     def expected_text(self, notebook_stem):
         """What the returned feedback must contain."""
         if self.diagnosis in CATALOGUE:
-            return sentence(self.diagnosis, "torch" if notebook_stem.endswith("_torch") else "numpy")
+            return sentence(self.diagnosis, "numpy" if notebook_stem.endswith("_numpy") else "torch")
         return self.diagnosis
 
 
