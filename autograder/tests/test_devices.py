@@ -8,6 +8,7 @@ them. With CUDA the Triton kernels are compiled for the GPU; without, they run i
 
 import os
 
+import nbformat
 import pytest
 import torch
 
@@ -18,6 +19,8 @@ import triton.language as tl  # noqa: E402
 
 from autograder import four_steps_torch, four_steps_triton  # noqa: E402
 from autograder.grading.mutants import corpus  # noqa: E402
+from autograder.grading.pipeline import SOLUTIONS, grade_id  # noqa: E402
+from autograder.grading.quickcheck import run_cells  # noqa: E402
 from autograder.grading.solved import CELLS, solved  # noqa: E402
 
 DEVICES = [pytest.param("cpu"),
@@ -81,3 +84,25 @@ def test_planted_bugs_fail_their_checks_on_the_device(stem, device):
         assert not set(mutant.keeps) & set(failures), f"{mutant.name} on {device} fails {sorted(failures)}"
         assert mutant.expected_text(stem) in " ".join(" ".join(f.split()) for f in failures.values()), (
             f"{mutant.name} on {device}: no message names {mutant.expected_text(stem)!r}")
+
+
+# The other PyTorch notebooks, whole: their solution run in an IPython shell (quickcheck's), with ``device`` set to
+# the device under test right after the setup cell, every test cell (visible and hidden parts) must pass there.
+OTHER_TORCH_NOTEBOOKS = sorted(p for p in SOLUTIONS.glob("*/*_torch.ipynb") if p.stem not in TEST_CELLS)
+
+
+def on_device(notebook, device):
+    """``notebook`` with a cell after its setup cell that sets ``device``."""
+    position = next(i for i, cell in enumerate(notebook.cells) if grade_id(cell) == "setup") + 1
+    changed = nbformat.v4.new_notebook(metadata=notebook.metadata)
+    changed.cells = [*notebook.cells[:position], nbformat.v4.new_code_cell(f"device = torch.device({device!r})"),
+                     *notebook.cells[position:]]
+    return changed
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("path", OTHER_TORCH_NOTEBOOKS, ids=lambda path: path.stem)
+def test_every_test_cell_of_the_solution_passes_on_the_device(path, device):
+    notebook = nbformat.read(path, as_version=4)
+    answers = {grade_id(c): c.source for c in notebook.cells if c.metadata.get("nbgrader", {}).get("solution")}
+    assert run_cells(on_device(notebook, device), answers) == {}
