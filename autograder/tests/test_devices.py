@@ -106,3 +106,11 @@ def test_every_test_cell_of_the_solution_passes_on_the_device(path, device):
     notebook = nbformat.read(path, as_version=4)
     answers = {grade_id(c): c.source for c in notebook.cells if c.metadata.get("nbgrader", {}).get("solution")}
     assert run_cells(on_device(notebook, device), answers) == {}
+
+
+@pytest.mark.parametrize("path", OTHER_TORCH_NOTEBOOKS, ids=lambda path: path.stem)
+def test_the_device_set_is_the_device_the_checks_use(path):
+    """Control: on the ``meta`` device (no values) the same solution fails its checks, so ``device`` took effect."""
+    notebook = nbformat.read(path, as_version=4)
+    answers = {grade_id(c): c.source for c in notebook.cells if c.metadata.get("nbgrader", {}).get("solution")}
+    assert run_cells(on_device(notebook, "meta"), answers)
